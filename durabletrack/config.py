@@ -1,0 +1,151 @@
+"""Tracker configuration: one frozen, validated value object."""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+from .retry import RetryPolicy
+
+
+class Durability(str, enum.Enum):
+    """How much a committed event survives.
+
+    POWER_LOSS: survives a power cut (SQLite ``synchronous=FULL``: one fsync
+        per commit). The default.
+    PROCESS_CRASH: survives ``kill -9`` of the process but not a power cut
+        (``synchronous=NORMAL`` in WAL mode: no fsync per commit).
+    """
+
+    POWER_LOSS = "power_loss"
+    PROCESS_CRASH = "process_crash"
+
+    @property
+    def synchronous(self) -> str:
+        """The SQLite ``synchronous`` pragma value for this level."""
+        return "FULL" if self is Durability.POWER_LOSS else "NORMAL"
+
+
+DEFAULT_REQUEST_TIMEOUT = 10.0
+DEFAULT_MAX_EVENT_BYTES = 32 * 1024
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024
+DEFAULT_SENDER_THREADS = 4
+DEFAULT_POLL_INTERVAL = 5.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackerConfig:
+    """Settings of a :class:`~durabletrack.Tracker`. Times are in seconds.
+
+    Attributes:
+        endpoint: Base URI of the collector, such as
+            ``https://<namespace>.hb-api.omtrdc.net``. Must be ``https://``
+            unless the host is loopback or ``allow_insecure_http`` is set.
+        data_dir: Directory of the local store. Created with mode 0700.
+        durability: :class:`Durability` of each committed event.
+        request_timeout: Connect and read timeout of one request. A slow
+            session holds a sender thread for at most this long per attempt.
+        retry: :class:`~durabletrack.retry.RetryPolicy` between attempts.
+        allow_insecure_http: Allow ``http://`` to a non-loopback host.
+        ca_bundle: Path of a CA bundle to verify TLS with, or None for the
+            system default. Verification is never turned off.
+        max_event_bytes: Largest event accepted by ``track()``, as JSON.
+        max_response_bytes: Most bytes read from a response body.
+        sender_threads: Sessions delivered at once, each with one request in
+            flight at most.
+        poll_interval: How often the worker looks for sessions written by
+            other processes and retries taking the drain lock.
+        logger: An application's structlog logger, or None for the library's
+            quiet default.
+    """
+
+    endpoint: str
+    data_dir: Path
+    durability: Durability = Durability.POWER_LOSS
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    allow_insecure_http: bool = False
+    ca_bundle: str | None = None
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    sender_threads: int = DEFAULT_SENDER_THREADS
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    logger: Any = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "endpoint", _check_endpoint(self.endpoint, self.allow_insecure_http))
+        object.__setattr__(self, "data_dir", _check_data_dir(self.data_dir))
+        object.__setattr__(self, "durability", _check_durability(self.durability))
+        _check_positive("request_timeout", self.request_timeout)
+        _check_positive("poll_interval", self.poll_interval)
+        _check_count("max_event_bytes", self.max_event_bytes, minimum=256)
+        _check_count("max_response_bytes", self.max_response_bytes, minimum=1024)
+        _check_count("sender_threads", self.sender_threads, minimum=1)
+        if not isinstance(self.retry, RetryPolicy):
+            raise ConfigError("retry", self.retry, "must be a RetryPolicy")
+        if self.ca_bundle is not None and not os.path.exists(self.ca_bundle):
+            raise ConfigError("ca_bundle", self.ca_bundle, "file not found")
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Return True for ``localhost`` and loopback IP addresses."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_endpoint(endpoint: Any, allow_insecure_http: bool) -> str:
+    if not isinstance(endpoint, str):
+        raise ConfigError("endpoint", endpoint, "must be a URL string")
+
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError("endpoint", endpoint, "must be an https:// URL with a host")
+    if parts.query or parts.fragment:
+        raise ConfigError("endpoint", endpoint, "must not carry a query or fragment")
+    if parts.scheme == "http" and not (allow_insecure_http or is_loopback_host(parts.hostname)):
+        raise ConfigError(
+            "endpoint",
+            endpoint,
+            "plain http:// is allowed only for loopback hosts; use https:// "
+            "or pass allow_insecure_http=True",
+        )
+
+    return endpoint.rstrip("/")
+
+
+def _check_data_dir(data_dir: Any) -> Path:
+    if not isinstance(data_dir, (str, os.PathLike)) or not str(data_dir):
+        raise ConfigError("data_dir", data_dir, "must be a directory path")
+
+    return Path(data_dir)
+
+
+def _check_durability(durability: Any) -> Durability:
+    try:
+        return Durability(durability)
+    except ValueError:
+        choices = ", ".join(repr(level.value) for level in Durability)
+        raise ConfigError("durability", durability, f"must be one of {choices}") from None
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(name, value, "must be a number of seconds > 0")
+
+
+def _check_count(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(name, value, f"must be an integer >= {minimum}")

@@ -1,0 +1,402 @@
+"""The delivery worker: sender threads that drain the session queues in order."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from typing import Any, Callable
+
+from ._log import RateLimiter, get_logger
+from .config import TrackerConfig
+from .context import resume_events, update_context
+from .counters import (
+    DEAD_LETTERED,
+    DELIVERED,
+    RETRIED,
+    SESSIONS_OPENED,
+    SESSIONS_RESUMED,
+    Counters,
+)
+from .eventtypes import SESSION_END
+from .protocol import CollectionApiClient, Result, Verdict
+from .registry import OPEN_STATES, SESSION_START_QUEUE_ID, SessionRecord, SessionState
+from .schedule import Schedule, SessionSlot
+from .session_queue import QueuedEvent
+from .store import Store
+
+# Acked rows stay in a persist-queue table and every get scans past them, so
+# they are deleted after this many acks and whenever a queue runs empty.
+CLEAR_ACKED_EVERY = 200
+
+# What a step returns: seconds before the session may run again, and whether
+# it may have more work.
+StepOutcome = tuple[float, bool]
+
+
+class DeliveryWorker:
+    """Delivers queued sessions through ``sender_threads`` daemon threads.
+
+    Each session has at most one request in flight, and its events go out in
+    queue order: the head is retried until the collector accepts or rejects
+    it. Sessions wait out their own backoff without holding a thread, so one
+    slow or failing session delays the others by one request timeout at most.
+    Only the process holding the data directory's drain lock delivers; the
+    others retry the lock every ``poll_interval``.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        client: CollectionApiClient,
+        config: TrackerConfig,
+        counters: Counters,
+        *,
+        rng: random.Random | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._config = config
+        self._counters = counters
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+        self._monotonic = monotonic
+        self._schedule = Schedule(monotonic)
+        self._log = get_logger(config.logger)
+        self._errors = RateLimiter()
+        self._stop = threading.Event()
+        self._progress = threading.Condition()
+        self._scan_lock = threading.Lock()
+        self._next_scan_at = 0.0
+        self._threads: list[threading.Thread] = []
+
+    # Lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the sender threads (named daemon threads)."""
+        if self._threads:
+            return
+        for index in range(self._config.sender_threads):
+            thread = threading.Thread(target=self._run, name=f"durabletrack-sender-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float) -> bool:
+        """Stop the threads, interrupting backoff waits; return True if all ended in ``timeout`` seconds."""
+        self._stop.set()
+        self._schedule.stop()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+
+        return not any(thread.is_alive() for thread in self._threads)
+
+    def wake(self, handle: str) -> None:
+        """Tell the worker that ``handle`` has new work."""
+        if self._store.drain_lock.is_held:
+            self._schedule.mark_work(handle)
+
+    def wait_for_progress(self, timeout: float) -> None:
+        """Block until a sender thread finishes a step, or ``timeout`` seconds pass."""
+        with self._progress:
+            self._progress.wait(timeout)
+
+    def next_retry_in(self, handle: str) -> float | None:
+        """Return seconds until ``handle`` is tried again, or None if it is not waiting."""
+        return self._schedule.next_retry_in(handle)
+
+    def last_error(self, handle: str) -> str | None:
+        """Return the reason of the last failed attempt for ``handle``, or None."""
+        return self._schedule.last_error(handle)
+
+    # Thread loop ---------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._scan_if_due()
+                slot = self._schedule.claim(max_wait=self._until_next_scan())
+                if slot is not None:
+                    self._run_step(slot)
+            except Exception as error:  # the worker must outlive any bug or bad row
+                self._log_error("worker_error", error)
+                self._stop.wait(1.0)
+
+    def _run_step(self, slot: SessionSlot) -> None:
+        delay, has_work = 0.0, True
+        try:
+            delay, has_work = self._step(slot)
+        except Exception as error:
+            self._log_error("step_failed", error, handle=slot.handle)
+            delay = self._backoff(slot, None)
+        finally:
+            self._schedule.release(slot, delay=delay, has_work=has_work)
+            with self._progress:
+                self._progress.notify_all()
+
+    def _until_next_scan(self) -> float:
+        return max(self._next_scan_at - self._monotonic(), 0.05)
+
+    def _scan_if_due(self) -> None:
+        """Take the drain lock if free and pick up sessions that other processes wrote."""
+        if self._monotonic() < self._next_scan_at or not self._scan_lock.acquire(blocking=False):
+            return
+        try:
+            self._next_scan_at = self._monotonic() + self._config.poll_interval
+            self._save_counters()
+            lock = self._store.drain_lock
+            taking_over = not lock.is_held
+            if taking_over and not lock.try_acquire():
+                return
+            for record in self._store.registry.sessions(OPEN_STATES + (SessionState.REJECTED,)):
+                if taking_over:
+                    # In-flight items of a drainer that died become ready again, first in line.
+                    self._store.queue(record.handle).resume_unack_tasks()
+                self._schedule.add(record.handle)
+            if taking_over:
+                self._log.info("drain_lock_taken", path=str(self._store.directory))
+        finally:
+            self._scan_lock.release()
+
+    def _save_counters(self) -> None:
+        unsaved = self._counters.take_unsaved()
+        try:
+            self._store.registry.add_to_counters(unsaved)
+        except Exception:
+            self._counters.restore_unsaved(unsaved)
+            raise
+
+    # One step of one session --------------------------------------------
+
+    def _step(self, slot: SessionSlot) -> StepOutcome:
+        record = self._store.registry.get(slot.handle)
+        if record is None or record.state is SessionState.CLOSED:
+            self._schedule.remove(slot.handle)
+            return 0.0, False
+        if record.state is SessionState.REJECTED:
+            return self._dead_letter_rest(slot, record)
+        if record.session_id is None:
+            return self._open_session(slot, record)
+        if record.replay:
+            return self._send_replay(slot, record)
+
+        head = self._head(slot)
+        if head is None:
+            return self._on_queue_empty(slot)
+
+        result = self._client.send_event(record.session_id, head.text)
+
+        return self._apply_event_result(slot, record, head, result)
+
+    def _head(self, slot: SessionSlot) -> QueuedEvent | None:
+        if slot.head is None:
+            slot.head = self._store.queue(slot.handle).take_head()
+
+        return slot.head
+
+    def _on_queue_empty(self, slot: SessionSlot) -> StepOutcome:
+        if slot.acked_since_clear:
+            self._clear_acked(slot)
+
+        return 0.0, False
+
+    def _clear_acked(self, slot: SessionSlot) -> None:
+        self._store.queue(slot.handle).clear_acked_data(max_delete=None, keep_latest=None)
+        slot.acked_since_clear = 0
+
+    # Session creation and resume ----------------------------------------
+
+    def _open_session(self, slot: SessionSlot, record: SessionRecord) -> StepOutcome:
+        resuming = record.state is SessionState.RESUMING
+        if resuming:
+            start_text, replay = self._resume_bodies(slot, record)
+        else:
+            start_text, replay = json.dumps(record.start, separators=(",", ":")), []
+
+        result = self._client.create_session(start_text)
+        if result.verdict is Verdict.ACCEPTED:
+            assert result.session_id is not None
+            self._store.registry.set_session_id(record.handle, result.session_id, replay)
+            self._counters.add(SESSIONS_RESUMED if resuming else SESSIONS_OPENED)
+            self._log.info(
+                "session_resumed" if resuming else "session_resolved",
+                handle=record.handle,
+                replayed=len(replay),
+            )
+            slot.attempt = 0
+            return 0.0, True
+        if result.verdict is Verdict.REJECTED:
+            self._reject_session(slot, record, start_text, result)
+            return 0.0, True
+
+        return self._retry(slot, result), True
+
+    def _resume_bodies(self, slot: SessionSlot, record: SessionRecord) -> tuple[str, list[str]]:
+        head = self._head(slot)
+        if head is not None:
+            player_time = json.loads(head.text)["playerTime"]
+            playhead, next_ts = player_time["playhead"], player_time["ts"]
+        else:
+            playhead = record.start["playerTime"]["playhead"]
+            next_ts = int(time.time() * 1000)
+
+        return resume_events(record.start, record.context, playhead, next_ts)
+
+    def _reject_session(self, slot: SessionSlot, record: SessionRecord, start_text: str, result: Result) -> None:
+        registry = self._store.registry
+        registry.add_dead_letter(
+            record.handle, SESSION_START_QUEUE_ID, start_text, result.status, "session_rejected", result.detail
+        )
+        registry.set_state(record.handle, SessionState.REJECTED)
+        self._counters.add(DEAD_LETTERED)
+        self._log.error("session_rejected", handle=record.handle, status=result.status)
+
+    def _dead_letter_rest(self, slot: SessionSlot, record: SessionRecord) -> StepOutcome:
+        """Move the events of a session whose sessionStart was rejected to dead letters."""
+        head = self._head(slot)
+        if head is None:
+            return self._on_queue_empty(slot)
+
+        rejection = Result(Verdict.REJECTED, None, "session_rejected", "the collector rejected sessionStart")
+        self._dead_letter(slot, head, rejection)
+
+        return 0.0, True
+
+    def _send_replay(self, slot: SessionSlot, record: SessionRecord) -> StepOutcome:
+        """Send the first event that reopens the context of a resumed session."""
+        assert record.session_id is not None
+        result = self._client.send_event(record.session_id, record.replay[0])
+        verdict = result.verdict
+        if verdict is Verdict.SESSION_GONE:
+            return self._session_gone(slot, record, result)
+        if verdict in (Verdict.RETRY, Verdict.MISCONFIGURED):
+            return self._retry(slot, result), True
+        if verdict is Verdict.REJECTED:
+            # The event was rebuilt from delivered ones; the user's originals are safe.
+            self._log.warning("replay_event_rejected", handle=record.handle, status=result.status)
+
+        self._store.registry.set_replay(record.handle, record.replay[1:])
+        slot.attempt = 0
+
+        return 0.0, True
+
+    def _session_gone(self, slot: SessionSlot, record: SessionRecord, result: Result) -> StepOutcome:
+        self._store.registry.set_state(record.handle, SessionState.RESUMING)
+        slot.gone_streak += 1
+        self._log.warning("session_gone", handle=record.handle, status=result.status, streak=slot.gone_streak)
+        if slot.gone_streak == 1:
+            return 0.0, True
+
+        # A collector that forgets every new session must not be flooded with sessionStarts.
+        return self._backoff(slot, None), True
+
+    # Events ----------------------------------------------------------------
+
+    def _apply_event_result(
+        self, slot: SessionSlot, record: SessionRecord, head: QueuedEvent, result: Result
+    ) -> StepOutcome:
+        verdict = result.verdict
+        if verdict is Verdict.ACCEPTED:
+            return self._on_delivered(slot, record, head)
+        if verdict is Verdict.REJECTED:
+            self._dead_letter(slot, head, result)
+            return 0.0, True
+        if verdict is Verdict.SESSION_GONE:
+            return self._session_gone(slot, record, result)
+
+        return self._retry(slot, result), True
+
+    def _on_delivered(self, slot: SessionSlot, record: SessionRecord, head: QueuedEvent) -> StepOutcome:
+        event = json.loads(head.text)
+        context = update_context(record.context, event)
+        if context is not None:
+            # The context is stored before the ack: a crash in between re-sends
+            # the event, which the at-least-once rule allows, and never loses
+            # an open ad or chapter from a later resume.
+            self._store.registry.set_context(record.handle, context)
+
+        queue = self._store.queue(record.handle)
+        queue.ack(id=head.queue_id)
+        self._counters.add(DELIVERED)
+        slot.head = None
+        slot.attempt = 0
+        slot.gone_streak = 0
+        slot.last_error = None
+        slot.acked_since_clear += 1
+        self._log.debug("event_delivered", handle=record.handle, event_type=event.get("eventType"))
+
+        if event.get("eventType") == SESSION_END:
+            return self._close_if_done(slot, record)
+        if slot.acked_since_clear >= CLEAR_ACKED_EVERY:
+            self._clear_acked(slot)
+
+        return 0.0, True
+
+    def _close_if_done(self, slot: SessionSlot, record: SessionRecord) -> StepOutcome:
+        if self._store.queue(record.handle).pending_count():
+            return 0.0, True
+
+        self._store.registry.set_state(record.handle, SessionState.CLOSED)
+        self._store.drop_queue(record.handle)
+        self._schedule.remove(record.handle)
+        self._log.info("session_closed", handle=record.handle)
+
+        return 0.0, False
+
+    def _dead_letter(self, slot: SessionSlot, head: QueuedEvent, result: Result) -> None:
+        # Stored before the ack; the (handle, queue_id) key keeps a crash in
+        # between from storing the same dead letter twice.
+        self._store.registry.add_dead_letter(
+            slot.handle, head.queue_id, head.text, result.status, result.reason, result.detail
+        )
+        self._store.queue(slot.handle).ack(id=head.queue_id)
+        self._counters.add(DEAD_LETTERED)
+        slot.head = None
+        slot.attempt = 0
+        slot.acked_since_clear += 1
+        self._log.error("event_dead_lettered", handle=slot.handle, status=result.status, reason=result.reason)
+
+    # Retries ---------------------------------------------------------------
+
+    def _retry(self, slot: SessionSlot, result: Result) -> float:
+        slot.last_error = result.reason
+        if result.verdict is Verdict.MISCONFIGURED:
+            delay = max(self._config.retry.misconfigured_delay, result.retry_after or 0.0)
+            self._log_misconfigured(slot, result, delay)
+        else:
+            delay = self._backoff(slot, result.retry_after)
+            self._log.warning(
+                "retry_scheduled",
+                handle=slot.handle,
+                attempt=slot.attempt,
+                delay_s=round(delay, 3),
+                status=result.status,
+                reason=result.reason,
+            )
+        self._counters.add(RETRIED)
+
+        return delay
+
+    def _backoff(self, slot: SessionSlot, retry_after: float | None) -> float:
+        slot.attempt += 1
+        with self._rng_lock:
+            return self._config.retry.delay(slot.attempt, self._rng, retry_after)
+
+    def _log_misconfigured(self, slot: SessionSlot, result: Result, delay: float) -> None:
+        allowed, suppressed = self._errors.allow(f"misconfigured:{result.reason}")
+        if allowed:
+            self._log.error(
+                "endpoint_rejects_requests",
+                handle=slot.handle,
+                status=result.status,
+                reason=result.reason,
+                delay_s=delay,
+                suppressed=suppressed,
+            )
+
+    def _log_error(self, event: str, error: BaseException, **keys: Any) -> None:
+        allowed, suppressed = self._errors.allow(f"{event}:{type(error).__name__}")
+        if allowed:
+            self._log.error(event, error=repr(error), suppressed=suppressed, exc_info=error, **keys)
