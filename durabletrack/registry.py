@@ -42,7 +42,13 @@ CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
+
+OPTED_OUT = "opted_out"
 
 
 class SessionState(str, enum.Enum):
@@ -273,6 +279,33 @@ class Registry:
         """Return the persistent counters."""
         with self._lock:
             return dict(self._conn.execute("SELECT name, value FROM counters").fetchall())
+
+    def get_setting(self, name: str) -> str | None:
+        """Return a stored setting, or None if it was never set."""
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+
+        return row[0] if row else None
+
+    def set_setting(self, name: str, value: str | None) -> None:
+        """Store a setting, or delete it when ``value`` is None."""
+        with self._lock:
+            if value is None:
+                self._conn.execute("DELETE FROM settings WHERE name = ?", (name,))
+            else:
+                self._conn.execute(
+                    "INSERT INTO settings (name, value) VALUES (?, ?)"
+                    " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                    (name, value),
+                )
+
+    def delete_all_tracking_data(self) -> None:
+        """Delete every session and dead letter, then compact the file so no copy stays on disk."""
+        with self._lock:
+            self._conn.execute("DELETE FROM sessions")
+            self._conn.execute("DELETE FROM dead_letters")
+            self._conn.execute("VACUUM")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def iter_handles(self) -> Iterator[str]:
         """Yield every handle in the registry, whatever its state."""

@@ -80,8 +80,9 @@ class Store:
     def undelivered_count(self) -> int:
         """Return how many items still wait for delivery, sessionStart bodies included."""
         total = 0
-        for record in self.registry.sessions(OPEN_STATES):
-            if record.session_id is None:
+        # A rejected session's events still wait to be moved to dead letters.
+        for record in self.registry.sessions(OPEN_STATES + (SessionState.REJECTED,)):
+            if record.session_id is None and record.state is not SessionState.REJECTED:
                 total += 1
             total += len(record.replay)
             total += self.queue(record.handle).pending_count()
@@ -100,6 +101,29 @@ class Store:
             conn.execute(f"DROP TABLE IF EXISTS {table_name(handle)}")
         finally:
             conn.close()
+
+    def delete_all(self) -> None:
+        """Delete every queued event, session and dead letter, and compact the files.
+
+        Deleted rows are not left behind in free pages or the write-ahead log:
+        both databases are vacuumed and their logs truncated.
+        """
+        with self._queues_lock:
+            queues = list(self._queues.values())
+            self._queues.clear()
+        for queue in queues:
+            queue.close()
+
+        conn = sqlite3.connect(self.directory / EVENTS_FILE, timeout=30.0, isolation_level=None)
+        try:
+            tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'ack_queue_s%'")
+            for (name,) in tables.fetchall():
+                conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+        self.registry.delete_all_tracking_data()
 
     def close(self) -> None:
         """Close every connection and release the drain lock."""

@@ -22,7 +22,7 @@ from .counters import Counters
 from .errors import SessionClosedError, TrackerClosedError
 from .eventtypes import EVENT_SPECS, SESSION_COMPLETE, SESSION_END, SESSION_START
 from .protocol import CollectionApiClient
-from .registry import DeadLetter
+from .registry import OPTED_OUT, DeadLetter
 from .stats import SessionStats, TrackerStats, collect_session_stats, directory_size
 from .store import Store
 from .validation import (
@@ -37,6 +37,7 @@ from .worker import DeliveryWorker
 
 DEFAULT_FLUSH_TIMEOUT = 5.0
 DEFAULT_CLOSE_TIMEOUT = 2.0
+OPT_OUT_STOP_TIMEOUT = 1.0
 
 # Objects of a parent process that a child after fork() must neither use nor
 # close: closing the parent's SQLite connections from the child is unsafe.
@@ -109,8 +110,9 @@ class Tracker:
         serialize(body, self.config.max_event_bytes)
 
         handle = uuid.uuid4().hex
-        self._store.start_session(handle, body)
-        self._worker.wake(handle)
+        if not self._opted_out:
+            self._store.start_session(handle, body)
+            self._worker.wake(handle)
 
         return Session(self, handle, clock, checked_playhead)
 
@@ -175,6 +177,36 @@ class Tracker:
 
         return list(record.session_ids) if record else []
 
+    def opt_out(self) -> None:
+        """Delete everything stored and stop tracking until :meth:`opt_in`.
+
+        Queued events, sessions and dead letters are deleted and the files
+        compacted, so no tracked value stays on disk. The choice is stored in
+        the data directory and holds for later Trackers too. While opted out,
+        ``start_session()`` and ``track()`` still check their input but store
+        nothing. Blocks for at most about one second while delivery stops.
+        """
+        self._check_open()
+        self._store.registry.set_setting(OPTED_OUT, "1")
+        self._opted_out = True
+
+        self._worker.stop(OPT_OUT_STOP_TIMEOUT)
+        self._store.delete_all()
+        self._worker = self._new_worker()
+        self._log.info("opted_out")
+
+    def opt_in(self) -> None:
+        """Resume tracking after :meth:`opt_out`."""
+        self._check_open()
+        self._store.registry.set_setting(OPTED_OUT, None)
+        self._opted_out = False
+        self._log.info("opted_in")
+
+    @property
+    def opted_out(self) -> bool:
+        """True while tracking is off after :meth:`opt_out`."""
+        return self._opted_out
+
     def dead_letters(self, handle: str | None = None) -> list[DeadLetter]:
         """Return the events the collector rejected, oldest first, with its answers."""
         self._check_open()
@@ -219,6 +251,8 @@ class Tracker:
 
     def _enqueue(self, handle: str, text: str) -> None:
         self._check_open()
+        if self._opted_out:
+            return
         self._store.put(handle, text)
         self._worker.wake(handle)
 
@@ -234,9 +268,16 @@ class Tracker:
             ca_bundle=self.config.ca_bundle,
             max_response_bytes=self.config.max_response_bytes,
         )
-        self._worker = DeliveryWorker(self._store, self._client, self.config, self._counters, rng=random.Random())
+        self._opted_out = self._store.registry.get_setting(OPTED_OUT) == "1"
+        self._worker = self._new_worker()
+
+    def _new_worker(self) -> DeliveryWorker:
+        worker = DeliveryWorker(self._store, self._client, self.config, self._counters, rng=random.Random())
+        # Starting a thread while the interpreter shuts down raises.
         if not sys.is_finalizing():
-            self._worker.start()
+            worker.start()
+
+        return worker
 
     def _check_open(self) -> None:
         if self._closed:

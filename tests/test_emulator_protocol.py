@@ -322,6 +322,18 @@ class TestHttpErrors:
 
             assert response.status_code == 201
 
+    def test_large_body_drained_before_close(self) -> None:
+        # 12 MiB exceeds the loopback socket buffers, so a server that closed
+        # without draining would reset the connection while the client sends.
+        length = 12 * 1024 * 1024
+        head = b"POST /api/v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        request = head + b"Content-Length: %d\r\n\r\n" % length + b" " * length
+
+        with Emulator(max_body_bytes=1024) as emulator:
+            status_line = raw_request(emulator, request)
+
+        assert status_line.startswith(b"HTTP/1.1 413")
+
     def test_unknown_path_gets_404(self, emulator: Emulator, http: requests.Session) -> None:
         response = http.post(emulator.url + "/api/v2/sessions", json=SESSION_START, timeout=5)
 

@@ -3,7 +3,7 @@
 The handler speaks HTTP/1.1 with keep-alive. It checks the headers of a POST,
 gets a decision from the fault decider, reads the body, and then either
 responds through :mod:`.processing` or misbehaves as the fault decision
-sets: it resets the connection, holds it open without a response, or sends an
+sets: it resets the connection, keeps it open without a response, or sends an
 error status.
 """
 
@@ -63,8 +63,8 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "durabletrack-emulator"
     timeout = IDLE_CONNECTION_TIMEOUT_S
-    # Headers and body go out in separate writes; without TCP_NODELAY the
-    # second write waits for a delayed ACK of about 40 ms.
+    # Headers and body go out in separate writes. Without TCP_NODELAY the
+    # second write waits for a delayed ACK, about 40 ms on Linux.
     disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
@@ -153,7 +153,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         if length > self.context.max_body_bytes:
             detail = {"limit": self.context.max_body_bytes, "length": length}
             self._send(reject(journal, request, 413, "body_too_large", detail), close=True)
-            pass
+            self._drain(length)
             return None
 
         if not _is_json_content_type(self.headers.get("Content-Type")):
