@@ -4,7 +4,63 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
+
+_BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+
+# A wall-clock stamp before this (2024-01-01 UTC) was taken while the clock was
+# wrong, as on a box that booted without a real-time clock: its age is unknown.
+PLAUSIBLE_WALL_CLOCK = 1_704_067_200.0
+
+
+@dataclass(frozen=True)
+class BootTime:
+    """A moment as seconds since boot (``CLOCK_BOOTTIME``) of one boot.
+
+    Time since boot keeps counting through suspend and ignores wall-clock
+    changes, so two moments of the same boot give a true duration.
+    """
+
+    boot_id: str
+    seconds: float
+
+
+def _read_boot_id() -> str:
+    try:
+        return _BOOT_ID_FILE.read_text().strip()
+    except OSError:
+        # Without a boot ID every stored moment counts as another boot, and
+        # ages fall back to the wall clock.
+        return ""
+
+
+_CURRENT_BOOT_ID = _read_boot_id()
+
+
+def boot_time() -> BootTime:
+    """Return the current moment as a :class:`BootTime`."""
+    return BootTime(_CURRENT_BOOT_ID, time.clock_gettime(time.CLOCK_BOOTTIME))
+
+
+def age_seconds(wall: float, boot: BootTime | None, now_wall: float | None = None, now_boot: BootTime | None = None) -> float:
+    """Return how long ago a moment stored as ``wall`` and ``boot`` was, in seconds.
+
+    Within one boot the age comes from time since boot, so a wall clock that
+    jumps forwards cannot make a fresh event look old. Across boots only the
+    wall clock is left; a stamp from a clock that was obviously wrong, or
+    that lies in the future, counts as age 0 rather than a guess.
+    """
+    now_boot = now_boot or boot_time()
+    if boot is not None and boot.boot_id and boot.boot_id == now_boot.boot_id:
+        return max(now_boot.seconds - boot.seconds, 0.0)
+
+    now_wall = time.time() if now_wall is None else now_wall
+    if wall < PLAUSIBLE_WALL_CLOCK or wall > now_wall:
+        return 0.0
+
+    return now_wall - wall
 
 
 class SessionClock:

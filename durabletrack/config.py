@@ -37,6 +37,14 @@ DEFAULT_MAX_EVENT_BYTES = 32 * 1024
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024
 DEFAULT_SENDER_THREADS = 4
 DEFAULT_POLL_INTERVAL = 5.0
+DEFAULT_MAX_QUEUED_EVENTS = 200_000
+DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_EVENT_AGE = 30 * 24 * 3600.0
+# The collector closes a session after 24 hours; Adobe's SDKs restart theirs then.
+DEFAULT_MAX_SESSION_AGE = 24 * 3600.0
+# NOTE: the collector's size limit for a downloaded batch is not published;
+# larger finished sessions are delivered live instead.
+DEFAULT_MAX_BATCH_BYTES = 60 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +69,19 @@ class TrackerConfig:
             flight at most.
         poll_interval: How often the worker looks for sessions written by
             other processes and retries taking the drain lock.
+        max_queued_events: Ceiling on events waiting in the store. At the
+            ceiling pings are shed, then ``track()`` raises ``QueueFullError``.
+        max_queued_bytes: The same ceiling on their total JSON size, in bytes.
+        max_event_age: Events waiting longer than this many seconds go to dead
+            letters as ``expired`` instead of being sent. None keeps them.
+        max_session_age: A server session older than this many seconds is
+            continued in a resumed one before the next event.
+        offline_upload: Send a session that never got a session ID as one
+            ``POST /api/v1/downloaded`` batch once it is finished (sessionEnd
+            or sessionComplete tracked) or older than ``offline_after``.
+        offline_after: Age in seconds after which an unfinished session without
+            a session ID is uploaded as a batch; None waits for it to finish.
+        max_batch_bytes: Largest batch body; a larger session goes live.
         logger: An application's structlog logger, or None for the library's
             quiet default.
     """
@@ -76,6 +97,13 @@ class TrackerConfig:
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     sender_threads: int = DEFAULT_SENDER_THREADS
     poll_interval: float = DEFAULT_POLL_INTERVAL
+    max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS
+    max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
+    max_event_age: float | None = DEFAULT_MAX_EVENT_AGE
+    max_session_age: float = DEFAULT_MAX_SESSION_AGE
+    offline_upload: bool = False
+    offline_after: float | None = None
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     logger: Any = None
 
     def __post_init__(self) -> None:
@@ -87,6 +115,14 @@ class TrackerConfig:
         _check_count("max_event_bytes", self.max_event_bytes, minimum=256)
         _check_count("max_response_bytes", self.max_response_bytes, minimum=1024)
         _check_count("sender_threads", self.sender_threads, minimum=1)
+        _check_count("max_queued_events", self.max_queued_events, minimum=1)
+        _check_count("max_queued_bytes", self.max_queued_bytes, minimum=self.max_event_bytes)
+        _check_count("max_batch_bytes", self.max_batch_bytes, minimum=1024)
+        _check_positive("max_session_age", self.max_session_age)
+        if self.max_event_age is not None:
+            _check_positive("max_event_age", self.max_event_age)
+        if self.offline_after is not None:
+            _check_positive("offline_after", self.offline_after)
         if not isinstance(self.retry, RetryPolicy):
             raise ConfigError("retry", self.retry, "must be a RetryPolicy")
         if self.ca_bundle is not None and not os.path.exists(self.ca_bundle):

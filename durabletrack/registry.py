@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ._sqlite import apply_pragmas, create_private_file
+from .clock import BootTime, boot_time
 
 REGISTRY_FILE = "registry.db"
 
@@ -25,6 +26,11 @@ CREATE TABLE IF NOT EXISTS sessions (
     context TEXT NOT NULL DEFAULT '{}',
     replay TEXT NOT NULL DEFAULT '[]',
     created_at REAL NOT NULL,
+    created_boot_id TEXT,
+    created_boot_seconds REAL,
+    opened_at REAL,
+    opened_boot_id TEXT,
+    opened_boot_seconds REAL,
     updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -87,6 +93,9 @@ class SessionRecord:
         context: What was open at the last delivered event (see ``context.py``).
         replay: Event bodies (JSON text) still to re-send after a resume.
         created_at: Epoch seconds when the session was started.
+        created_boot: The same moment as time since boot, or None.
+        opened_at: Epoch seconds when the current session ID was obtained.
+        opened_boot: The same moment as time since boot, or None.
     """
 
     handle: str
@@ -97,6 +106,9 @@ class SessionRecord:
     context: dict[str, Any]
     replay: list[str] = field(default_factory=list)
     created_at: float = 0.0
+    created_boot: BootTime | None = None
+    opened_at: float | None = None
+    opened_boot: BootTime | None = None
 
 
 @dataclass(frozen=True)
@@ -145,18 +157,19 @@ class Registry:
     def add_session(self, handle: str, start_body: dict[str, Any]) -> None:
         """Store a new session in state PENDING with its sessionStart body."""
         now = time.time()
+        boot = boot_time()
         with self._lock:
             self._conn.execute(
-                "INSERT INTO sessions (handle, state, start, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-                (handle, SessionState.PENDING.value, json.dumps(start_body), now, now),
+                "INSERT INTO sessions (handle, state, start, created_at, created_boot_id, created_boot_seconds,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (handle, SessionState.PENDING.value, json.dumps(start_body), now, boot.boot_id, boot.seconds, now),
             )
 
     def get(self, handle: str) -> SessionRecord | None:
         """Return the record of ``handle``, or None if there is none."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT handle, state, session_id, session_ids, start, context, replay, created_at"
-                " FROM sessions WHERE handle = ?",
+                f"SELECT {_RECORD_COLUMNS} FROM sessions WHERE handle = ?",
                 (handle,),
             ).fetchone()
 
@@ -167,8 +180,7 @@ class Registry:
         marks = ",".join("?" for _ in states)
         with self._lock:
             rows = self._conn.execute(
-                "SELECT handle, state, session_id, session_ids, start, context, replay, created_at"
-                f" FROM sessions WHERE state IN ({marks}) ORDER BY created_at, handle",
+                f"SELECT {_RECORD_COLUMNS} FROM sessions WHERE state IN ({marks}) ORDER BY created_at, handle",
                 [state.value for state in states],
             ).fetchall()
 
@@ -187,10 +199,22 @@ class Registry:
             row = self._conn.execute("SELECT session_ids FROM sessions WHERE handle = ?", (handle,)).fetchone()
             history = json.loads(row[0]) if row else []
             history.append(session_id)
+            now = time.time()
+            boot = boot_time()
             self._conn.execute(
-                "UPDATE sessions SET state = ?, session_id = ?, session_ids = ?, replay = ?, updated_at = ?"
-                " WHERE handle = ?",
-                (SessionState.ACTIVE.value, session_id, json.dumps(history), json.dumps(replay), time.time(), handle),
+                "UPDATE sessions SET state = ?, session_id = ?, session_ids = ?, replay = ?, opened_at = ?,"
+                " opened_boot_id = ?, opened_boot_seconds = ?, updated_at = ? WHERE handle = ?",
+                (
+                    SessionState.ACTIVE.value,
+                    session_id,
+                    json.dumps(history),
+                    json.dumps(replay),
+                    now,
+                    boot.boot_id,
+                    boot.seconds,
+                    now,
+                    handle,
+                ),
             )
 
     def set_state(self, handle: str, state: SessionState) -> None:
@@ -315,8 +339,19 @@ class Registry:
             yield handle
 
 
+_RECORD_COLUMNS = (
+    "handle, state, session_id, session_ids, start, context, replay, created_at,"
+    " created_boot_id, created_boot_seconds, opened_at, opened_boot_id, opened_boot_seconds"
+)
+
+
+def _boot(boot_id: str | None, seconds: float | None) -> BootTime | None:
+    return BootTime(boot_id, seconds) if boot_id is not None and seconds is not None else None
+
+
 def _record(row: tuple[Any, ...]) -> SessionRecord:
-    handle, state, session_id, session_ids, start, context, replay, created_at = row
+    handle, state, session_id, session_ids, start, context, replay, created_at = row[:8]
+    created_boot_id, created_boot_seconds, opened_at, opened_boot_id, opened_boot_seconds = row[8:]
 
     return SessionRecord(
         handle=handle,
@@ -327,4 +362,7 @@ def _record(row: tuple[Any, ...]) -> SessionRecord:
         context=json.loads(context),
         replay=json.loads(replay),
         created_at=created_at,
+        created_boot=_boot(created_boot_id, created_boot_seconds),
+        opened_at=opened_at,
+        opened_boot=_boot(opened_boot_id, opened_boot_seconds),
     )

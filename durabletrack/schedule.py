@@ -25,6 +25,8 @@ class SessionSlot:
         last_error: Reason of the last failed attempt, or None.
         gone_streak: 404/410 answers in a row without a delivery in between.
         acked_since_clear: Acks since acked rows were last deleted.
+        unsaved_ack: True when the collector accepted ``head`` but its ack
+            could not be stored yet.
     """
 
     handle: str
@@ -36,6 +38,7 @@ class SessionSlot:
     last_error: str | None = None
     gone_streak: int = 0
     acked_since_clear: int = 0
+    unsaved_ack: bool = False
     wakeups: int = 0
     wakeups_at_claim: int = 0
 

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from persistqueue import SQLiteAckQueue
-from persistqueue.exceptions import Empty
+from persistqueue.sqlackqueue import AckStatus
 
 from ._sqlite import apply_pragmas, create_private_file
+from .clock import BootTime, boot_time
 
 EVENTS_FILE = "events.db"
+
+# Events are stored as compact JSON, so a ping always contains this text.
+_PING_PATTERN = '%"eventType":"ping"%'
 
 # persist-queue does not escape table names, so a handle must be plain hex.
 _HANDLE = re.compile(r"^[0-9a-f]{32}$")
@@ -43,11 +48,14 @@ class QueuedEvent:
         queue_id: persist-queue row ID; ack and nack use it.
         text: The event body as JSON text.
         queued_at: Epoch seconds when ``track()`` committed it.
+        queued_boot: Boot and time since boot when it was committed, which
+            measure its age without trusting the wall clock.
     """
 
     queue_id: int
     text: str
     queued_at: float
+    queued_boot: BootTime | None = None
 
 
 def is_valid_handle(handle: str) -> bool:
@@ -65,8 +73,19 @@ class SessionQueue(SQLiteAckQueue):
 
     Items are acked by row ID (``ack(id=...)``), never by object identity.
     ``auto_resume`` is off: only the process that holds the drain lock may
-    turn another process's in-flight items back into ready ones.
+    turn another process's in-flight items back into ready ones. Each row
+    also stores the boot ID and the time since boot of its commit.
     """
+
+    _SQL_CREATE = (
+        "CREATE TABLE IF NOT EXISTS {table_name} ("
+        "{key_column} INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "data BLOB, timestamp FLOAT, status INTEGER, boot_id TEXT, boot_seconds FLOAT)"
+    )
+    _SQL_INSERT = (
+        "INSERT INTO {table_name} (data, timestamp, status, boot_id, boot_seconds)"
+        " VALUES (?, ?, %s, ?, ?)" % AckStatus.inited
+    )
 
     def __init__(self, directory: Path, handle: str, synchronous: str, timeout: float = 30.0) -> None:
         if not is_valid_handle(handle):
@@ -90,16 +109,31 @@ class SessionQueue(SQLiteAckQueue):
         apply_pragmas(conn, self._synchronous)
         return conn
 
+    def put(self, item: str) -> int:
+        """Append one item (JSON text) and commit it; return its row ID."""
+        now = boot_time()
+        row_id = self._insert_into(item, time.time(), now.boot_id, now.seconds)
+        self.total += 1
+        self.put_event.set()
+
+        return int(row_id)
+
     def take_head(self) -> QueuedEvent | None:
         """Mark the oldest ready item in flight and return it, or None if there is none."""
-        if not self._has_ready():
-            return None
-        try:
-            raw = self.get(block=False, raw=True)
-        except Empty:
+        sql = (
+            f"SELECT _id, data, timestamp, boot_id, boot_seconds FROM {self._table_name}"
+            f" WHERE status < {AckStatus.unack} ORDER BY _id LIMIT 1"
+        )
+        with self.tran_lock:
+            row = self._getter.execute(sql).fetchone()
+        if row is None:
             return None
 
-        return QueuedEvent(queue_id=raw["pqid"], text=raw["data"], queued_at=raw["timestamp"])
+        # persist-queue's own status update, as its get() does, so a restart
+        # (resume_unack_tasks) makes the item ready again.
+        self._mark_ack_status(row[0], AckStatus.unack)
+
+        return _queued_event(row)
 
     def pending_count(self) -> int:
         """Return the items not yet acked: ready and in flight."""
@@ -117,14 +151,66 @@ class SessionQueue(SQLiteAckQueue):
 
     def pending_items(self) -> list[QueuedEvent]:
         """Return every item not yet acked, oldest first."""
-        sql = f"SELECT _id, data, timestamp FROM {self._table_name} WHERE status < 5 ORDER BY _id"
+        sql = (
+            f"SELECT _id, data, timestamp, boot_id, boot_seconds FROM {self._table_name}"
+            " WHERE status < 5 ORDER BY _id"
+        )
         with self.tran_lock:
             rows = self._getter.execute(sql).fetchall()
 
-        return [QueuedEvent(row[0], _JsonText.loads(row[1]), row[2]) for row in rows]
+        return [_queued_event(row) for row in rows]
 
-    def _has_ready(self) -> bool:
-        # get(block=False) raises Empty, which costs an exception per idle poll.
-        sql = f"SELECT 1 FROM {self._table_name} WHERE status < 2 LIMIT 1"
+    def pending_bytes(self) -> tuple[int, int]:
+        """Return the count and total JSON size in bytes of the items not yet acked."""
+        sql = f"SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM {self._table_name} WHERE status < 5"
         with self.tran_lock:
-            return self._getter.execute(sql).fetchone() is not None
+            count, size = self._getter.execute(sql).fetchone()
+
+        return int(count), int(size)
+
+    def sheddable_pings(self, limit: int) -> list[tuple[int, float, int]]:
+        """Return up to ``limit`` ready pings that another ping follows, oldest first.
+
+        A ping followed by a ping carries only playhead progress that the next
+        one also carries. The last ping before any other event is never
+        returned, and neither is an item in flight.
+
+        Returns:
+            ``(row ID, queued_at epoch seconds, size in bytes)`` tuples.
+        """
+        table = self._table_name
+        sql = (
+            f"SELECT a._id, a.timestamp, LENGTH(a.data) FROM {table} a"
+            f" WHERE a.status < {AckStatus.unack} AND a.data LIKE :ping"
+            f" AND (SELECT b.data FROM {table} b WHERE b._id > a._id AND b.status < 5 ORDER BY b._id LIMIT 1)"
+            " LIKE :ping ORDER BY a._id LIMIT :limit"
+        )
+        with self.tran_lock:
+            rows = self._getter.execute(sql, {"ping": _PING_PATTERN, "limit": limit}).fetchall()
+
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    def ack_many(self, row_ids: list[int]) -> None:
+        """Ack several rows by ID in one commit (a delivered batch)."""
+        if not row_ids:
+            return
+        marks = ",".join("?" for _ in row_ids)
+        with self.tran_lock:
+            with self._putter as tran:
+                tran.execute(
+                    f"UPDATE {self._table_name} SET status = {AckStatus.acked} WHERE _id IN ({marks})", row_ids
+                )
+
+    def delete(self, row_ids: list[int]) -> None:
+        """Delete rows by ID in one commit (used for shed pings)."""
+        marks = ",".join("?" for _ in row_ids)
+        with self.tran_lock:
+            with self._putter as tran:
+                tran.execute(f"DELETE FROM {self._table_name} WHERE _id IN ({marks})", row_ids)
+
+
+def _queued_event(row: tuple[Any, ...]) -> QueuedEvent:
+    row_id, data, queued_at, boot_id, boot_seconds = row
+    boot = BootTime(boot_id, boot_seconds) if boot_id is not None else None
+
+    return QueuedEvent(queue_id=row_id, text=_JsonText.loads(data), queued_at=queued_at, queued_boot=boot)

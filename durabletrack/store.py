@@ -10,13 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from ._log import get_logger
+from .budget import Limits, QueueBudget
 from .config import Durability
+from .counters import SHED, Counters
 from .drain_lock import DrainLock
-from .errors import StorageError
-from .registry import OPEN_STATES, Registry, SessionState
+from .errors import QueueFullError, StorageError
+from .quarantine import open_or_quarantine
+from .registry import OPEN_STATES, REGISTRY_FILE, Registry, SessionState
 from .session_queue import EVENTS_FILE, SessionQueue, table_name
 
 DIRECTORY_MODE = 0o700
+
+# At the ceiling, pings are shed until this fraction of each limit is free.
+SHED_HEADROOM = 0.02
 
 
 class Store:
@@ -26,18 +32,37 @@ class Store:
     returned has put its data on disk with the configured durability.
     """
 
-    def __init__(self, directory: Path, durability: Durability, logger: Any = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        durability: Durability,
+        limits: Limits | None = None,
+        counters: Counters | None = None,
+        logger: Any = None,
+    ) -> None:
         self.directory = directory
         self._synchronous = durability.synchronous
         self._log = get_logger(logger)
+        self._counters = counters or Counters()
         self._prepare_directory()
-        try:
-            self.registry = Registry(directory, self._synchronous)
-        except (sqlite3.Error, OSError) as error:
-            raise StorageError(str(directory / "registry.db"), str(error)) from error
+        self.registry = open_or_quarantine(directory, self._open_databases, self._log)
         self.drain_lock = DrainLock(directory)
         self._queues: dict[str, SessionQueue] = {}
         self._queues_lock = threading.Lock()
+        self.budget = QueueBudget(limits or Limits(max_events=2**62, max_bytes=2**62))
+        self._shed_lock = threading.Lock()
+        self.recount_budget()
+
+    def _open_databases(self) -> Registry:
+        """Open both databases, raising ``sqlite3.DatabaseError`` if either is unusable."""
+        registry = Registry(self.directory, self._synchronous)
+        try:
+            _probe_events_file(self.directory / EVENTS_FILE)
+        except BaseException:
+            registry.close()
+            raise
+
+        return registry
 
     def queue(self, handle: str) -> SessionQueue:
         """Return the queue of ``handle``, creating its table on first use."""
@@ -68,14 +93,73 @@ class Store:
             The queue row ID of the event.
 
         Raises:
+            QueueFullError: if a limit is reached and no ping can be shed.
             StorageError: if the commit failed (read-only or full disk, ...).
         """
+        size = len(text)
+        if not self.budget.try_add(size):
+            self._make_room(size)
         try:
             row_id = self.queue(handle).put(text)
         except (sqlite3.Error, OSError) as error:
+            self.budget.remove(1, size)
             raise StorageError(str(self.directory / EVENTS_FILE), str(error)) from error
 
         return int(row_id or 0)
+
+    def release(self, events: int, size: int) -> None:
+        """Stop counting events that left the queue (delivered or dead-lettered)."""
+        self.budget.remove(events, size)
+
+    def recount_budget(self) -> None:
+        """Count the waiting events and bytes again from the store."""
+        events = size = 0
+        for record in self.registry.sessions(OPEN_STATES + (SessionState.REJECTED,)):
+            count, length = self.queue(record.handle).pending_bytes()
+            events += count
+            size += length
+        self.budget.reset(events, size)
+
+    def _make_room(self, size: int) -> None:
+        """Shed the oldest pings that another ping follows until an event of ``size`` fits."""
+        with self._shed_lock:
+            if self.budget.try_add(size):
+                return
+            events_needed, bytes_needed = self.budget.excess(size, SHED_HEADROOM)
+            shed = self._shed_pings(events_needed, bytes_needed)
+            if shed:
+                self._counters.add(SHED, shed)
+                self._log.warning("pings_shed", count=shed)
+            if self.budget.try_add(size):
+                return
+
+        limits = self.budget.limits
+        events, _ = self.budget.totals()
+        if events + 1 > limits.max_events:
+            raise QueueFullError("max_queued_events", limits.max_events)
+        raise QueueFullError("max_queued_bytes", limits.max_bytes)
+
+    def _shed_pings(self, events_needed: int, bytes_needed: int) -> int:
+        candidates: list[tuple[float, str, int, int]] = []
+        for record in self.registry.sessions(OPEN_STATES):
+            limit = max(events_needed, 1) + 100
+            for row_id, queued_at, length in self.queue(record.handle).sheddable_pings(limit):
+                candidates.append((queued_at, record.handle, row_id, length))
+        candidates.sort()
+
+        chosen: dict[str, list[int]] = {}
+        freed_events = freed_bytes = 0
+        for _, handle, row_id, length in candidates:
+            if freed_events >= events_needed and freed_bytes >= bytes_needed:
+                break
+            chosen.setdefault(handle, []).append(row_id)
+            freed_events += 1
+            freed_bytes += length
+        for handle, row_ids in chosen.items():
+            self.queue(handle).delete(row_ids)
+        self.budget.remove(freed_events, freed_bytes)
+
+        return freed_events
 
     def undelivered_count(self) -> int:
         """Return how many items still wait for delivery, sessionStart bodies included."""
@@ -136,6 +220,8 @@ class Store:
         self.drain_lock.release()
 
     def _prepare_directory(self) -> None:
+        if self.directory.exists() and not self.directory.is_dir():
+            raise StorageError(str(self.directory), "exists and is not a directory")
         try:
             self.directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
         except OSError as error:
@@ -152,3 +238,14 @@ class Store:
 def is_closed_state(state: SessionState) -> bool:
     """Return True for states in which a session has nothing left to deliver."""
     return state in (SessionState.CLOSED, SessionState.REJECTED)
+
+
+def _probe_events_file(path: Path) -> None:
+    """Open the events database once, raising if it is not a usable SQLite file."""
+    if path.is_dir():
+        raise sqlite3.DatabaseError(f"{path.name} is a directory")
+    conn = sqlite3.connect(path, timeout=30.0)
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    finally:
+        conn.close()

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any, Mapping
 
 from ._log import get_logger
+from .budget import Limits
 from .clock import SessionClock
 from .config import Durability, TrackerConfig
 from .counters import Counters
@@ -261,7 +262,8 @@ class Tracker:
     def _open(self) -> None:
         self._pid = os.getpid()
         self._counters = Counters()
-        self._store = Store(self.config.data_dir, self.config.durability, self.config.logger)
+        limits = Limits(max_events=self.config.max_queued_events, max_bytes=self.config.max_queued_bytes)
+        self._store = Store(self.config.data_dir, self.config.durability, limits, self._counters, self.config.logger)
         self._client = CollectionApiClient(
             self.config.endpoint,
             timeout=self.config.request_timeout,
@@ -363,6 +365,8 @@ class Session:
         Raises:
             InvalidEventError, InvalidFieldTypeError: if an argument breaks a
                 collection API rule; nothing is stored.
+            QueueFullError: if the store is at ``max_queued_events`` or
+                ``max_queued_bytes`` and no ping is left to shed.
             SessionClosedError: if sessionEnd was already tracked.
             StorageError: if the event could not be committed.
             TrackerClosedError: if the tracker is closed.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import threading
 import time
 from typing import Any, Callable
@@ -11,15 +12,17 @@ from typing import Any, Callable
 from ._log import RateLimiter, get_logger
 from .config import TrackerConfig
 from .context import resume_events, update_context
+from .clock import age_seconds
 from .counters import (
     DEAD_LETTERED,
     DELIVERED,
+    EXPIRED,
     RETRIED,
     SESSIONS_OPENED,
     SESSIONS_RESUMED,
     Counters,
 )
-from .eventtypes import SESSION_END
+from .eventtypes import SESSION_CLOSING_TYPES, SESSION_END
 from .protocol import CollectionApiClient, Result, Verdict
 from .registry import OPEN_STATES, SESSION_START_QUEUE_ID, SessionRecord, SessionState
 from .schedule import Schedule, SessionSlot
@@ -29,6 +32,9 @@ from .store import Store
 # Acked rows stay in a persist-queue table and every get scans past them, so
 # they are deleted after this many acks and whenever a queue runs empty.
 CLEAR_ACKED_EVERY = 200
+
+# Dead-letter reason of an event that waited longer than max_event_age.
+EXPIRED_REASON = "expired"
 
 # What a step returns: seconds before the session may run again, and whether
 # it may have more work.
@@ -178,13 +184,24 @@ class DeliveryWorker:
         if record.state is SessionState.REJECTED:
             return self._dead_letter_rest(slot, record)
         if record.session_id is None:
+            if self._is_batch_due(record):
+                return self._upload_batch(slot, record)
             return self._open_session(slot, record)
         if record.replay:
             return self._send_replay(slot, record)
 
+        if slot.unsaved_ack:
+            # The collector accepted the head but its ack could not be stored
+            # (full or read-only disk): store the ack, never send it again.
+            return self._on_delivered(slot, record, slot.head)
+
         head = self._head(slot)
         if head is None:
             return self._on_queue_empty(slot)
+        if self._is_expired(head):
+            return self._expire(slot, head)
+        if self._is_session_too_old(record):
+            return self._split_session(slot, record)
 
         result = self._client.send_event(record.session_id, head.text)
 
@@ -308,17 +325,18 @@ class DeliveryWorker:
 
         return self._retry(slot, result), True
 
-    def _on_delivered(self, slot: SessionSlot, record: SessionRecord, head: QueuedEvent) -> StepOutcome:
+    def _on_delivered(self, slot: SessionSlot, record: SessionRecord, head: QueuedEvent | None) -> StepOutcome:
+        assert head is not None
         event = json.loads(head.text)
-        context = update_context(record.context, event)
-        if context is not None:
-            # The context is stored before the ack: a crash in between re-sends
-            # the event, which the at-least-once rule allows, and never loses
-            # an open ad or chapter from a later resume.
-            self._store.registry.set_context(record.handle, context)
+        try:
+            self._save_delivery(record, head, event)
+        except sqlite3.OperationalError as error:
+            slot.unsaved_ack = True
+            self._log_error("ack_not_saved", error, handle=record.handle)
+            return self._backoff(slot, None), True
 
-        queue = self._store.queue(record.handle)
-        queue.ack(id=head.queue_id)
+        slot.unsaved_ack = False
+        self._store.release(1, len(head.text))
         self._counters.add(DELIVERED)
         slot.head = None
         slot.attempt = 0
@@ -333,6 +351,16 @@ class DeliveryWorker:
             self._clear_acked(slot)
 
         return 0.0, True
+
+    def _save_delivery(self, record: SessionRecord, head: QueuedEvent, event: dict[str, Any]) -> None:
+        context = update_context(record.context, event)
+        if context is not None:
+            # The context is stored before the ack: a crash in between re-sends
+            # the event, which the at-least-once rule allows, and never loses
+            # an open ad or chapter from a later resume.
+            self._store.registry.set_context(record.handle, context)
+
+        self._store.queue(record.handle).ack(id=head.queue_id)
 
     def _close_if_done(self, slot: SessionSlot, record: SessionRecord) -> StepOutcome:
         if self._store.queue(record.handle).pending_count():
@@ -352,11 +380,111 @@ class DeliveryWorker:
             slot.handle, head.queue_id, head.text, result.status, result.reason, result.detail
         )
         self._store.queue(slot.handle).ack(id=head.queue_id)
-        self._counters.add(DEAD_LETTERED)
+        self._store.release(1, len(head.text))
+        self._counters.add(EXPIRED if result.reason == EXPIRED_REASON else DEAD_LETTERED)
         slot.head = None
         slot.attempt = 0
         slot.acked_since_clear += 1
-        self._log.error("event_dead_lettered", handle=slot.handle, status=result.status, reason=result.reason)
+        if result.reason != EXPIRED_REASON:
+            self._log.error("event_dead_lettered", handle=slot.handle, status=result.status, reason=result.reason)
+
+    # Age limits --------------------------------------------------------------
+
+    def _is_expired(self, head: QueuedEvent) -> bool:
+        limit = self._config.max_event_age
+        return limit is not None and age_seconds(head.queued_at, head.queued_boot) > limit
+
+    def _expire(self, slot: SessionSlot, head: QueuedEvent) -> StepOutcome:
+        detail = f"waited longer than max_event_age={self._config.max_event_age:g} s"
+        self._dead_letter(slot, head, Result(Verdict.REJECTED, None, EXPIRED_REASON, detail))
+        allowed, suppressed = self._errors.allow(f"expired:{slot.handle}")
+        if allowed:
+            self._log.warning("events_expired", handle=slot.handle, count=1 + suppressed)
+
+        return 0.0, True
+
+    def _is_session_too_old(self, record: SessionRecord) -> bool:
+        if record.opened_at is None:
+            return False
+        return age_seconds(record.opened_at, record.opened_boot) > self._config.max_session_age
+
+    def _split_session(self, slot: SessionSlot, record: SessionRecord) -> StepOutcome:
+        """Continue a server session that reached the maximum age in a resumed one."""
+        self._store.registry.set_state(record.handle, SessionState.RESUMING)
+        self._log.info("session_split", handle=record.handle, max_session_age_s=self._config.max_session_age)
+
+        return 0.0, True
+
+    # Offline batches -----------------------------------------------------------
+
+    def _is_batch_due(self, record: SessionRecord) -> bool:
+        config = self._config
+        if not config.offline_upload or record.state is not SessionState.PENDING or record.session_ids:
+            return False
+        if config.offline_after is not None and age_seconds(record.created_at, record.created_boot) > config.offline_after:
+            return True
+
+        return self._is_finished(record.handle)
+
+    def _is_finished(self, handle: str) -> bool:
+        items = self._store.queue(handle).pending_items()
+        return any(json.loads(item.text)["eventType"] in SESSION_CLOSING_TYPES for item in items)
+
+    def _upload_batch(self, slot: SessionSlot, record: SessionRecord) -> StepOutcome:
+        """Send a session that never got a session ID as one downloaded batch."""
+        items = self._store.queue(record.handle).pending_items()
+        bodies = [json.dumps(record.start, separators=(",", ":"))] + [item.text for item in items]
+        if sum(len(body) + 1 for body in bodies) + 2 > self._config.max_batch_bytes:
+            return self._open_session(slot, record)
+
+        result = self._client.send_batch(bodies)
+        if result.verdict is Verdict.ACCEPTED:
+            self._on_batch_delivered(slot, record, items)
+            return 0.0, True
+        if result.verdict is Verdict.REJECTED:
+            self._reject_batch(slot, record, bodies[0], items, result)
+            return 0.0, True
+
+        return self._retry(slot, result), True
+
+    def _on_batch_delivered(self, slot: SessionSlot, record: SessionRecord, items: list[QueuedEvent]) -> None:
+        context = record.context
+        events = [json.loads(item.text) for item in items]
+        for event in events:
+            context = update_context(context, event) or context
+        registry = self._store.registry
+        registry.set_context(record.handle, context)
+
+        self._store.queue(record.handle).ack_many([item.queue_id for item in items])
+        self._store.release(len(items), sum(len(item.text) for item in items))
+        self._counters.add(DELIVERED, len(items) + 1)
+        self._log.info("batch_uploaded", handle=record.handle, events=len(items) + 1)
+
+        if any(event["eventType"] == SESSION_END for event in events):
+            registry.set_state(record.handle, SessionState.CLOSED)
+            self._store.drop_queue(record.handle)
+            self._schedule.remove(record.handle)
+        else:
+            # Events tracked after the batch go to a resumed live session.
+            registry.set_state(record.handle, SessionState.RESUMING)
+
+    def _reject_batch(
+        self, slot: SessionSlot, record: SessionRecord, start_text: str, items: list[QueuedEvent], result: Result
+    ) -> None:
+        """Keep every item of a rejected batch: the collector discarded all of it."""
+        registry = self._store.registry
+        registry.add_dead_letter(
+            record.handle, SESSION_START_QUEUE_ID, start_text, result.status, "batch_rejected", result.detail
+        )
+        for item in items:
+            registry.add_dead_letter(
+                record.handle, item.queue_id, item.text, result.status, "batch_rejected", result.detail
+            )
+        self._store.queue(record.handle).ack_many([item.queue_id for item in items])
+        self._store.release(len(items), sum(len(item.text) for item in items))
+        registry.set_state(record.handle, SessionState.REJECTED)
+        self._counters.add(DEAD_LETTERED, len(items) + 1)
+        self._log.error("batch_rejected", handle=record.handle, status=result.status, events=len(items) + 1)
 
     # Retries ---------------------------------------------------------------
 
