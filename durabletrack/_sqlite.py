@@ -11,6 +11,10 @@ from pathlib import Path
 WAL_AUTOCHECKPOINT_PAGES = 256
 JOURNAL_SIZE_LIMIT_BYTES = 1024 * 1024
 
+# Page cache per connection, in KiB (SQLite's negative form). Every session
+# queue has two connections, so the default 2 MiB each grows with sessions.
+CACHE_SIZE_KIB = 256
+
 # SQLite reports ``PRAGMA synchronous`` as a number.
 _SYNCHRONOUS_CODES = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
 
@@ -22,12 +26,19 @@ class PragmaError(sqlite3.DatabaseError):
 
 
 def create_private_file(path: Path) -> None:
-    """Create ``path`` with mode 0600 if it does not exist.
+    """Create ``path`` with mode 0600 if it does not exist; never open an existing file.
 
     SQLite gives its ``-wal`` and ``-shm`` files the mode of the database file,
-    so creating the database file first keeps all three private.
+    so creating the database file first keeps all three private. An existing
+    file must not be opened here: on Linux, closing any descriptor of a file
+    drops every POSIX lock this process holds on it, including those of open
+    SQLite connections, and SQLite would then delete a write-ahead log that
+    another process still uses.
     """
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
     os.close(fd)
 
 
@@ -39,6 +50,8 @@ def apply_pragmas(conn: sqlite3.Connection, synchronous: str) -> None:
             WAL support falls back to a rollback journal, which is as durable
             and only slower, so that case is logged, not raised.
     """
+    # Takes effect only on a new, empty file; lets drained queues give pages back.
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         _log.warning("wal_unavailable journal_mode=%s", mode)
@@ -50,3 +63,4 @@ def apply_pragmas(conn: sqlite3.Connection, synchronous: str) -> None:
 
     conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
     conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT_BYTES}")
+    conn.execute(f"PRAGMA cache_size=-{CACHE_SIZE_KIB}")

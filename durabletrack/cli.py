@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
-from . import __version__
+from . import __version__, ops_cli
 from .demo import add_demo_arguments, add_replay_arguments, run_demo, run_replay
 from .trace import TraceFormatError
 
@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_replay_arguments(replay)
     replay.set_defaults(run=run_replay)
+
+    ops_cli.register(commands)
 
     commands.add_parser(
         "emulate",

@@ -29,7 +29,7 @@ def open_or_quarantine(directory: Path, opener: Callable[[], Opened], log: Any) 
     """
     try:
         return opener()
-    except (sqlite3.DatabaseError, IsADirectoryError) as error:
+    except (sqlite3.DatabaseError, OSError) as error:
         if not _is_corruption(directory, error):
             raise StorageError(str(directory), str(error)) from error
         moved = quarantine(directory)

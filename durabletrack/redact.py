@@ -85,7 +85,7 @@ def redact_text(text: str, known_values: Iterable[str] = ()) -> str:
     if isinstance(decoded, (dict, list)):
         redacted = json.dumps(redact_event(decoded), ensure_ascii=False)
 
-    # Longest first, so a value that contains another is replaced whole.
+    # Replace long values first, so a value that contains another is replaced whole.
     for value in sorted(set(known_values), key=len, reverse=True):
         if value:
             redacted = redacted.replace(value, REDACTED)

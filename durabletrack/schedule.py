@@ -61,11 +61,15 @@ class Schedule:
         """Make ``handle`` known, with work to do now."""
         with self._cond:
             slot = self._slots.get(handle)
+            # Waking a thread costs a context switch per track(); only a slot
+            # that just became runnable needs one.
+            becomes_runnable = slot is None or not (slot.has_work or slot.busy)
             if slot is None:
                 slot = self._slots[handle] = SessionSlot(handle)
             slot.has_work = True
             slot.wakeups += 1
-            self._cond.notify()
+            if becomes_runnable:
+                self._cond.notify()
 
     def mark_work(self, handle: str) -> None:
         """Record that ``handle`` got a new event, waking a sender thread."""
@@ -103,7 +107,11 @@ class Schedule:
             # An event tracked while the slot was busy keeps it runnable, even
             # when the thread found the queue empty before that event arrived.
             slot.has_work = has_work or slot.wakeups != slot.wakeups_at_claim
-            self._cond.notify()
+            # The releasing thread claims the next ready slot itself, so waking
+            # another one only pays when a backoff timer changed or a second
+            # slot is ready for a second thread.
+            if delay > 0 or self._count_runnable(self._monotonic()) > 1:
+                self._cond.notify()
 
     def handles(self) -> list[str]:
         """Return the known handles."""
@@ -131,6 +139,9 @@ class Schedule:
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
+
+    def _count_runnable(self, now: float) -> int:
+        return sum(1 for slot in self._slots.values() if not slot.busy and slot.has_work and slot.ready_at <= now)
 
     def _next_runnable(self, now: float) -> tuple[SessionSlot | None, float]:
         wait = float("inf")

@@ -63,6 +63,19 @@ def is_valid_handle(handle: str) -> bool:
     return bool(_HANDLE.match(handle))
 
 
+def pending_summary_sql(handle: str) -> str:
+    """Return the query for (items not acked, oldest queued_at) of a session's table."""
+    return f"SELECT COUNT(*), MIN(timestamp) FROM {table_name(handle)} WHERE status < {AckStatus.acked}"
+
+
+def pending_bytes_sql(handle: str) -> str:
+    """Return the query for (items not acked, their total JSON size) of a session's table."""
+    return (
+        f"SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM {table_name(handle)}"
+        f" WHERE status < {AckStatus.acked}"
+    )
+
+
 def table_name(handle: str) -> str:
     """Return the SQLite table that holds the queue of ``handle``."""
     return f"ack_queue_s{handle}"
@@ -119,35 +132,24 @@ class SessionQueue(SQLiteAckQueue):
         return int(row_id)
 
     def take_head(self) -> QueuedEvent | None:
-        """Mark the oldest ready item in flight and return it, or None if there is none."""
+        """Return the oldest item not yet acked, or None if there is none."""
         sql = (
             f"SELECT _id, data, timestamp, boot_id, boot_seconds FROM {self._table_name}"
             f" WHERE status < {AckStatus.unack} ORDER BY _id LIMIT 1"
         )
         with self.tran_lock:
             row = self._getter.execute(sql).fetchone()
-        if row is None:
-            return None
 
-        # persist-queue's own status update, as its get() does, so a restart
-        # (resume_unack_tasks) makes the item ready again.
-        self._mark_ack_status(row[0], AckStatus.unack)
-
-        return _queued_event(row)
+        # The item is not marked in flight, as persist-queue's get() would:
+        # that costs a commit per event, and only the one drainer reads the
+        # head, which stays first in line after a crash either way.
+        return _queued_event(row) if row is not None else None
 
     def pending_count(self) -> int:
         """Return the items not yet acked: ready and in flight."""
         sql = f"SELECT COUNT(*) FROM {self._table_name} WHERE status < 5"
         with self.tran_lock:
             return int(self._getter.execute(sql).fetchone()[0])
-
-    def pending_summary(self) -> tuple[int, float | None]:
-        """Return how many items are not yet acked and when the oldest was queued (epoch seconds)."""
-        sql = f"SELECT COUNT(*), MIN(timestamp) FROM {self._table_name} WHERE status < 5"
-        with self.tran_lock:
-            count, oldest = self._getter.execute(sql).fetchone()
-
-        return int(count), oldest
 
     def pending_items(self) -> list[QueuedEvent]:
         """Return every item not yet acked, oldest first."""
@@ -159,14 +161,6 @@ class SessionQueue(SQLiteAckQueue):
             rows = self._getter.execute(sql).fetchall()
 
         return [_queued_event(row) for row in rows]
-
-    def pending_bytes(self) -> tuple[int, int]:
-        """Return the count and total JSON size in bytes of the items not yet acked."""
-        sql = f"SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM {self._table_name} WHERE status < 5"
-        with self.tran_lock:
-            count, size = self._getter.execute(sql).fetchone()
-
-        return int(count), int(size)
 
     def sheddable_pings(self, limit: int) -> list[tuple[int, float, int]]:
         """Return up to ``limit`` ready pings that another ping follows, oldest first.
@@ -200,6 +194,12 @@ class SessionQueue(SQLiteAckQueue):
                 tran.execute(
                     f"UPDATE {self._table_name} SET status = {AckStatus.acked} WHERE _id IN ({marks})", row_ids
                 )
+
+    def give_back_free_pages(self) -> None:
+        """Return the file's free pages to the file system (needs ``auto_vacuum=INCREMENTAL``)."""
+        with self.tran_lock:
+            self._putter.execute("PRAGMA incremental_vacuum")
+            self._putter.commit()
 
     def delete(self, row_ids: list[int]) -> None:
         """Delete rows by ID in one commit (used for shed pings)."""

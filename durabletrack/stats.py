@@ -71,7 +71,7 @@ def collect_session_stats(store: Store, now: float | None = None) -> list[Sessio
     now = time.time() if now is None else now
     stats = []
     for record in store.registry.sessions(OPEN_STATES + (SessionState.REJECTED,)):
-        count, oldest_queued_at = store.queue(record.handle).pending_summary()
+        count, oldest_queued_at = store.pending_summary(record.handle)
         oldest = None if oldest_queued_at is None else max(now - oldest_queued_at, 0.0)
         stats.append(
             SessionStats(

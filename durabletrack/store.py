@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import stat
@@ -17,12 +18,20 @@ from .drain_lock import DrainLock
 from .errors import QueueFullError, StorageError
 from .quarantine import open_or_quarantine
 from .registry import OPEN_STATES, REGISTRY_FILE, Registry, SessionState
-from .session_queue import EVENTS_FILE, SessionQueue, table_name
+from ._sqlite import create_private_file
+from .session_queue import EVENTS_FILE, SessionQueue, pending_bytes_sql, pending_summary_sql, table_name
 
 DIRECTORY_MODE = 0o700
 
 # At the ceiling, pings are shed until this fraction of each limit is free.
 SHED_HEADROOM = 0.02
+
+# Space kept in the data directory for the worker's acks. When the disk fills
+# up, the file is deleted so delivery can go on and free space in the queues;
+# it is written again once there is room. Twice the write-ahead log's
+# checkpoint size (256 pages of 4 KiB).
+RESERVE_FILE = "reserve.bin"
+RESERVE_BYTES = 2 * 1024 * 1024
 
 
 class Store:
@@ -49,9 +58,12 @@ class Store:
         self.drain_lock = DrainLock(directory)
         self._queues: dict[str, SessionQueue] = {}
         self._queues_lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()
         self.budget = QueueBudget(limits or Limits(max_events=2**62, max_bytes=2**62))
         self._shed_lock = threading.Lock()
         self.recount_budget()
+        self.ensure_reserve()
 
     def _open_databases(self) -> Registry:
         """Open both databases, raising ``sqlite3.DatabaseError`` if either is unusable."""
@@ -103,9 +115,41 @@ class Store:
             row_id = self.queue(handle).put(text)
         except (sqlite3.Error, OSError) as error:
             self.budget.remove(1, size)
+            self.release_reserve_if_full(error)
             raise StorageError(str(self.directory / EVENTS_FILE), str(error)) from error
 
         return int(row_id or 0)
+
+    def ensure_reserve(self) -> None:
+        """Write the reserve file if it is missing and the disk has room for it."""
+        path = self.directory / RESERVE_FILE
+        if path.exists():
+            return
+        try:
+            stats = os.statvfs(self.directory)
+            # Only with room to spare, or writing it would fill the disk again at once.
+            if stats.f_bavail * stats.f_frsize < 3 * RESERVE_BYTES:
+                return
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            finally:
+                os.close(fd)
+        except OSError:
+            path.unlink(missing_ok=True)
+
+    def release_reserve_if_full(self, error: BaseException) -> bool:
+        """Delete the reserve file if ``error`` says the disk is full; return whether it did."""
+        if not is_disk_full(error):
+            return False
+        path = self.directory / RESERVE_FILE
+        if not path.exists():
+            return False
+
+        path.unlink(missing_ok=True)
+        self._log.error("disk_full", path=str(self.directory), released_bytes=RESERVE_BYTES)
+
+        return True
 
     def release(self, events: int, size: int) -> None:
         """Stop counting events that left the queue (delivered or dead-lettered)."""
@@ -115,21 +159,25 @@ class Store:
         """Count the waiting events and bytes again from the store."""
         events = size = 0
         for record in self.registry.sessions(OPEN_STATES + (SessionState.REJECTED,)):
-            count, length = self.queue(record.handle).pending_bytes()
-            events += count
-            size += length
+            row = self._read_row(pending_bytes_sql(record.handle))
+            if row is not None:
+                events += int(row[0])
+                size += int(row[1])
         self.budget.reset(events, size)
 
     def _make_room(self, size: int) -> None:
         """Shed the oldest pings that another ping follows until an event of ``size`` fits."""
         with self._shed_lock:
+            # Other processes' puts, and rows put back by the command line, are
+            # only counted here.
+            self.recount_budget()
             if self.budget.try_add(size):
                 return
             events_needed, bytes_needed = self.budget.excess(size, SHED_HEADROOM)
             shed = self._shed_pings(events_needed, bytes_needed)
-            if shed:
-                self._counters.add(SHED, shed)
-                self._log.warning("pings_shed", count=shed)
+            for handle, count in shed.items():
+                self._counters.add(SHED, count)
+                self._log.warning("pings_shed", handle=handle, count=count)
             if self.budget.try_add(size):
                 return
 
@@ -139,7 +187,8 @@ class Store:
             raise QueueFullError("max_queued_events", limits.max_events)
         raise QueueFullError("max_queued_bytes", limits.max_bytes)
 
-    def _shed_pings(self, events_needed: int, bytes_needed: int) -> int:
+    def _shed_pings(self, events_needed: int, bytes_needed: int) -> dict[str, int]:
+        """Delete the oldest sheddable pings across sessions; return how many per session handle."""
         candidates: list[tuple[float, str, int, int]] = []
         for record in self.registry.sessions(OPEN_STATES):
             limit = max(events_needed, 1) + 100
@@ -159,7 +208,7 @@ class Store:
             self.queue(handle).delete(row_ids)
         self.budget.remove(freed_events, freed_bytes)
 
-        return freed_events
+        return {handle: len(row_ids) for handle, row_ids in chosen.items()}
 
     def undelivered_count(self) -> int:
         """Return how many items still wait for delivery, sessionStart bodies included."""
@@ -169,9 +218,33 @@ class Store:
             if record.session_id is None and record.state is not SessionState.REJECTED:
                 total += 1
             total += len(record.replay)
-            total += self.queue(record.handle).pending_count()
+            total += self.pending_summary(record.handle)[0]
 
         return total
+
+    def pending_summary(self, handle: str) -> tuple[int, float | None]:
+        """Return how many items of a session are not acked and when the oldest was queued.
+
+        Reads through its own connection and never creates a queue, because
+        the worker may close the session and drop its table at any moment.
+        """
+        row = self._read_row(pending_summary_sql(handle))
+        if row is None:
+            return 0, None
+
+        return int(row[0]), row[1]
+
+    def _read_row(self, sql: str) -> tuple[Any, ...] | None:
+        """Run a one-row query on the reading connection; None if the table is gone."""
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = sqlite3.connect(self.directory / EVENTS_FILE, timeout=30.0, check_same_thread=False)
+            try:
+                return tuple(self._reader.execute(sql).fetchone())
+            except sqlite3.OperationalError as error:
+                if "no such table" in str(error):
+                    return None
+                raise
 
     def drop_queue(self, handle: str) -> None:
         """Close a finished session's queue and drop its table."""
@@ -216,7 +289,13 @@ class Store:
             self._queues.clear()
         for queue in queues:
             queue.close()
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
         self.registry.close()
+        if self.drain_lock.is_held:
+            self._log.info("drain_lock_released", path=str(self.directory))
         self.drain_lock.release()
 
     def _prepare_directory(self) -> None:
@@ -244,8 +323,17 @@ def _probe_events_file(path: Path) -> None:
     """Open the events database once, raising if it is not a usable SQLite file."""
     if path.is_dir():
         raise sqlite3.DatabaseError(f"{path.name} is a directory")
+    create_private_file(path)
     conn = sqlite3.connect(path, timeout=30.0)
     try:
         conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
     finally:
         conn.close()
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Return True if ``error`` reports a full disk (SQLite's SQLITE_FULL or ENOSPC)."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+
+    return isinstance(error, sqlite3.OperationalError) and "full" in str(error).lower()

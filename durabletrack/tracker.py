@@ -20,7 +20,7 @@ from .budget import Limits
 from .clock import SessionClock
 from .config import Durability, TrackerConfig
 from .counters import Counters
-from .errors import SessionClosedError, TrackerClosedError
+from .errors import SessionClosedError, StorageError, TrackerClosedError
 from .eventtypes import EVENT_SPECS, SESSION_COMPLETE, SESSION_END, SESSION_START
 from .protocol import CollectionApiClient
 from .registry import OPTED_OUT, DeadLetter
@@ -149,7 +149,7 @@ class Tracker:
             return
 
         deadline = time.monotonic() + max(timeout, 0.0)
-        if os.getpid() == self._pid:
+        if os.getpid() == self._pid and self._available:
             self.flush(max(timeout - 0.1, 0.0) * 0.9)
         self._shut_down(max(deadline - time.monotonic(), 0.0))
 
@@ -262,16 +262,37 @@ class Tracker:
     def _open(self) -> None:
         self._pid = os.getpid()
         self._counters = Counters()
-        limits = Limits(max_events=self.config.max_queued_events, max_bytes=self.config.max_queued_bytes)
-        self._store = Store(self.config.data_dir, self.config.durability, limits, self._counters, self.config.logger)
         self._client = CollectionApiClient(
             self.config.endpoint,
             timeout=self.config.request_timeout,
             ca_bundle=self.config.ca_bundle,
             max_response_bytes=self.config.max_response_bytes,
         )
+        self._available = False
+        self._next_open_at = 0.0
+        self._open_store()
+
+    def _open_store(self) -> None:
+        """Open the store and start the worker, or remember why the store is unusable.
+
+        A data directory on a read-only file system cannot even be read
+        (SQLite cannot open a WAL database there), so the tracker starts
+        without it and tries again at most once per ``poll_interval`` when
+        it is used; until then ``start_session()`` and ``track()`` raise
+        ``StorageError`` and the host app goes on.
+        """
+        self._next_open_at = time.monotonic() + self.config.poll_interval
+        limits = Limits(max_events=self.config.max_queued_events, max_bytes=self.config.max_queued_bytes)
+        try:
+            self._store = Store(self.config.data_dir, self.config.durability, limits, self._counters, self.config.logger)
+        except StorageError as error:
+            self._store_error = error
+            self._log.error("store_unavailable", path=str(self.config.data_dir), error=str(error))
+            return
+
         self._opted_out = self._store.registry.get_setting(OPTED_OUT) == "1"
         self._worker = self._new_worker()
+        self._available = True
 
     def _new_worker(self) -> DeliveryWorker:
         worker = DeliveryWorker(self._store, self._client, self.config, self._counters, rng=random.Random())
@@ -286,6 +307,15 @@ class Tracker:
             raise TrackerClosedError()
         if os.getpid() != self._pid:
             self._reopen_after_fork()
+        if not self._available:
+            self._retry_store()
+
+    def _retry_store(self) -> None:
+        with self._open_lock:
+            if not self._available and time.monotonic() >= self._next_open_at:
+                self._open_store()
+        if not self._available:
+            raise self._store_error
 
     def _reopen_after_fork(self) -> None:
         with self._open_lock:
@@ -293,8 +323,10 @@ class Tracker:
                 return
             # The parent's threads do not exist here and its connections must
             # not be touched: keep them referenced so they are never closed.
-            self._store.drain_lock.release()
-            _left_by_parent.extend([self._store, self._worker, self._client])
+            if self._available:
+                self._store.drain_lock.release()
+                _left_by_parent.extend([self._store, self._worker])
+            _left_by_parent.append(self._client)
             self._open()
             self._log.info("reopened_after_fork", pid=self._pid)
 
@@ -303,7 +335,7 @@ class Tracker:
             if self._closed:
                 return
             self._closed = True
-        if os.getpid() != self._pid:
+        if os.getpid() != self._pid or not self._available:
             return
 
         stopped = self._worker.stop(timeout)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .errors import InvalidEventError, InvalidFieldTypeError
 from .eventtypes import (
@@ -27,6 +28,9 @@ from .eventtypes import (
 
 # Custom metadata prefixes that the collection API reserves for itself.
 RESERVED_METADATA_PREFIXES = ("media.", "a.")
+
+# One encoder for every event: json.dumps() with options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 _EXPECTED_WORDS = {
     STRING: "a string",
@@ -150,7 +154,7 @@ def check_type(field: str, value: Any, expected: str) -> None:
 def serialize(body: Mapping[str, Any], max_bytes: int) -> str:
     """Return ``body`` as compact JSON, or raise if it is not JSON or too large."""
     try:
-        text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _ENCODER.encode(body)
     except (TypeError, ValueError) as error:
         raise InvalidEventError("event", body.get("eventType"), f"must be JSON-serialisable: {error}") from error
 

@@ -76,14 +76,18 @@ class DeliveryWorker:
         self._progress = threading.Condition()
         self._scan_lock = threading.Lock()
         self._next_scan_at = 0.0
+        self._is_drainer = False
         self._threads: list[threading.Thread] = []
 
     # Lifecycle -----------------------------------------------------------
 
     def start(self) -> None:
-        """Start the sender threads (named daemon threads)."""
+        """Take the drain lock if it is free, then start the sender threads (named daemon threads)."""
         if self._threads:
             return
+        # Taken here, not only on the first scan, so that stats() right after
+        # the constructor tells whether this process delivers.
+        self._scan_if_due()
         for index in range(self._config.sender_threads):
             thread = threading.Thread(target=self._run, name=f"durabletrack-sender-{index}", daemon=True)
             thread.start()
@@ -136,7 +140,7 @@ class DeliveryWorker:
             delay, has_work = self._step(slot)
         except Exception as error:
             self._log_error("step_failed", error, handle=slot.handle)
-            delay = self._backoff(slot, None)
+            delay = 0.0 if self._store.release_reserve_if_full(error) else self._backoff(slot, None)
         finally:
             self._schedule.release(slot, delay=delay, has_work=has_work)
             with self._progress:
@@ -151,11 +155,12 @@ class DeliveryWorker:
             return
         try:
             self._next_scan_at = self._monotonic() + self._config.poll_interval
+            self._store.ensure_reserve()
             self._save_counters()
-            lock = self._store.drain_lock
-            taking_over = not lock.is_held
-            if taking_over and not lock.try_acquire():
+            taking_over = not self._is_drainer
+            if taking_over and not self._store.drain_lock.try_acquire():
                 return
+            self._is_drainer = True
             for record in self._store.registry.sessions(OPEN_STATES + (SessionState.REJECTED,)):
                 if taking_over:
                     # In-flight items of a drainer that died become ready again, first in line.
@@ -220,7 +225,9 @@ class DeliveryWorker:
         return 0.0, False
 
     def _clear_acked(self, slot: SessionSlot) -> None:
-        self._store.queue(slot.handle).clear_acked_data(max_delete=None, keep_latest=None)
+        queue = self._store.queue(slot.handle)
+        queue.clear_acked_data(max_delete=None, keep_latest=None)
+        queue.give_back_free_pages()
         slot.acked_since_clear = 0
 
     # Session creation and resume ----------------------------------------
@@ -321,6 +328,11 @@ class DeliveryWorker:
             self._dead_letter(slot, head, result)
             return 0.0, True
         if verdict is Verdict.SESSION_GONE:
+            if json.loads(head.text).get("eventType") == SESSION_END:
+                # The collector already closed the session: by this sessionEnd
+                # when its answer was lost, or by expiry. Resuming would only
+                # open a second session to end it at once.
+                return self._on_delivered(slot, record, head)
             return self._session_gone(slot, record, result)
 
         return self._retry(slot, result), True
@@ -333,6 +345,8 @@ class DeliveryWorker:
         except sqlite3.OperationalError as error:
             slot.unsaved_ack = True
             self._log_error("ack_not_saved", error, handle=record.handle)
+            if self._store.release_reserve_if_full(error):
+                return 0.0, True
             return self._backoff(slot, None), True
 
         slot.unsaved_ack = False

@@ -2,50 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 from durabletrack.emulator import Emulator, Faults
+from tests.children import kill, read_until_tracked, start_child
 from tests.support import make_tracker, records_for
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _start_child(data_dir: Path, endpoint: str, count: int) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.child_tracker", str(data_dir), endpoint, str(count)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=env,
-    )
-
-
-def _read_until_tracked(child: subprocess.Popen[str], wanted: int) -> tuple[str, list[int]]:
-    """Read the child's report lines until ``wanted`` events were tracked."""
-    assert child.stdout is not None
-    handle = child.stdout.readline().split()[1]
-    tracked: list[int] = []
-    while len(tracked) < wanted:
-        line = child.stdout.readline()
-        assert line, "child exited before tracking enough events"
-        tracked.append(int(line.split()[1]))
-
-    return handle, tracked
-
-
-def _kill(child: subprocess.Popen[str]) -> list[int]:
-    """SIGKILL the child by PID; return the events it reported after the last read."""
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait(timeout=10)
-    assert child.stdout is not None
-    rest = [int(line.split()[1]) for line in child.stdout.read().splitlines() if line.startswith("tracked")]
-
-    return rest
 
 
 class TestKillDuringTracking:
@@ -53,9 +14,9 @@ class TestKillDuringTracking:
         # Event latency keeps deliveries in flight, so the kill lands among
         # commits, requests and acks alike.
         with Emulator(faults=Faults(event_latency=(0.0, 0.01), session_latency=0.2)) as emulator:
-            child = _start_child(tmp_path, emulator.url, count=100_000)
-            handle, tracked = _read_until_tracked(child, wanted=300)
-            tracked += _kill(child)
+            child = start_child(tmp_path, emulator.url, count=100_000)
+            handle, tracked = read_until_tracked(child, wanted=300)
+            tracked += kill(child)
 
             with make_tracker(emulator.url, tmp_path) as tracker:
                 delivered = tracker.flush(timeout=60)
@@ -71,9 +32,9 @@ class TestKillDuringTracking:
     def test_kill_before_any_delivery(self, tmp_path) -> None:
         # The collector is down while the child runs: everything is on disk only.
         with Emulator(faults=Faults(blackhole_rate=1.0)) as down:
-            child = _start_child(tmp_path, down.url, count=100_000)
-            handle, tracked = _read_until_tracked(child, wanted=50)
-            tracked += _kill(child)
+            child = start_child(tmp_path, down.url, count=100_000)
+            handle, tracked = read_until_tracked(child, wanted=50)
+            tracked += kill(child)
 
         with Emulator() as emulator:
             with make_tracker(emulator.url, tmp_path) as tracker:

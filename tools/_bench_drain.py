@@ -40,7 +40,9 @@ def fill_queue(directory: Path, sessions: int, events_per_session: int) -> None:
         handles = [tracker.start_session(SESSION_PARAMS) for _ in range(sessions)]
         for index in range(events_per_session):
             for session in handles:
-                session.track("bitrateChange", index * 0.5, qoe_data=fields["qoeData"], custom_metadata=fields["customMetadata"])
+                session.track(
+                    "bitrateChange", index * 0.5, qoe_data=fields["qoeData"], custom_metadata=fields["customMetadata"]
+                )
         tracker.close(timeout=0.0)
 
 

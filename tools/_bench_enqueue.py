@@ -11,8 +11,9 @@ import sqlite3
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from _bench_common import SESSION_PARAMS, event_body, event_fields
 
@@ -34,7 +35,9 @@ EnqueueCall = Callable[[int], Any]
 Setup = Callable[[Path, str, int, Any], tuple[list[EnqueueCall], Callable[[], None]]]
 
 
-def _raw_sqlite(directory: Path, synchronous: str, threads: int, _shared: Any) -> tuple[list[EnqueueCall], Callable[[], None]]:
+def _raw_sqlite(
+    directory: Path, synchronous: str, threads: int, _shared: Any
+) -> tuple[list[EnqueueCall], Callable[[], None]]:
     fields = event_fields()
     connections = []
     calls: list[EnqueueCall] = []
@@ -68,7 +71,9 @@ def _raw_insert_call(conn: sqlite3.Connection, table: str, fields: dict[str, Any
     return call
 
 
-def _persist_queue(directory: Path, synchronous: str, threads: int, _shared: Any) -> tuple[list[EnqueueCall], Callable[[], None]]:
+def _persist_queue(
+    directory: Path, synchronous: str, threads: int, _shared: Any
+) -> tuple[list[EnqueueCall], Callable[[], None]]:
     from persistqueue import SQLiteAckQueue
     from persistqueue.serializers import json as json_serializer
 
@@ -83,15 +88,25 @@ def _persist_queue(directory: Path, synchronous: str, threads: int, _shared: Any
     start_ms = int(time.time() * 1000)
     queues = [
         TunedAckQueue(
-            str(directory), name=f"q{index}", multithreading=True, auto_resume=False,
-            serializer=json_serializer, db_file_name="pq.db",
+            str(directory),
+            name=f"q{index}",
+            multithreading=True,
+            auto_resume=False,
+            serializer=json_serializer,
+            db_file_name="pq.db",
         )
         for index in range(threads)
     ]
 
     def put_call(queue: Any) -> EnqueueCall:
         def call(index: int) -> None:
-            queue.put({"playerTime": {"playhead": index * 0.5, "ts": start_ms + index}, "eventType": "bitrateChange", **fields})
+            queue.put(
+                {
+                    "playerTime": {"playhead": index * 0.5, "ts": start_ms + index},
+                    "eventType": "bitrateChange",
+                    **fields,
+                }
+            )
 
         return call
 
@@ -102,7 +117,9 @@ def _persist_queue(directory: Path, synchronous: str, threads: int, _shared: Any
     return [put_call(queue) for queue in queues], close
 
 
-def _durabletrack(directory: Path, synchronous: str, threads: int, emulator_url: Any) -> tuple[list[EnqueueCall], Callable[[], None]]:
+def _durabletrack(
+    directory: Path, synchronous: str, threads: int, emulator_url: Any
+) -> tuple[list[EnqueueCall], Callable[[], None]]:
     durability = Durability.POWER_LOSS if synchronous == "FULL" else Durability.PROCESS_CRASH
     tracker = Tracker(emulator_url, directory / "data", durability=durability, request_timeout=PARKED_SESSION_LATENCY_S)
     fields = event_fields()
@@ -110,7 +127,9 @@ def _durabletrack(directory: Path, synchronous: str, threads: int, emulator_url:
 
     def track_call(session: Any) -> EnqueueCall:
         def call(index: int) -> None:
-            session.track("bitrateChange", index * 0.5, qoe_data=fields["qoeData"], custom_metadata=fields["customMetadata"])
+            session.track(
+                "bitrateChange", index * 0.5, qoe_data=fields["qoeData"], custom_metadata=fields["customMetadata"]
+            )
 
         return call
 
@@ -120,7 +139,9 @@ def _durabletrack(directory: Path, synchronous: str, threads: int, emulator_url:
     return [track_call(session) for session in sessions], close
 
 
-def _analytics(directory: Path, synchronous: str, threads: int, _shared: Any) -> tuple[list[EnqueueCall], Callable[[], None]]:
+def _analytics(
+    directory: Path, synchronous: str, threads: int, _shared: Any
+) -> tuple[list[EnqueueCall], Callable[[], None]]:
     import analytics
 
     # send=False: messages are built and validated but neither queued nor

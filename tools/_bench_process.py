@@ -44,8 +44,8 @@ def _drain(url: str, directory: str, timeout: float) -> None:
     from durabletrack import Tracker
 
     began = time.monotonic()
-    # Durability only changes the cost of each ack; process_crash makes a
-    # large drain several times faster and leaves the same files behind.
+    # Durability changes only the cost of each ack, so process_crash drains a
+    # large backlog faster and leaves the same files behind.
     tracker = Tracker(url, directory, durability="process_crash")
     drained = tracker.flush(timeout=timeout)
     elapsed = time.monotonic() - began
@@ -61,7 +61,9 @@ def _idle(url: str, directory: str, seconds: float) -> None:
     fields = event_fields()
     session = tracker.start_session(SESSION_PARAMS)
     for index in range(10):
-        session.track("bitrateChange", index * 0.5, qoe_data=fields["qoeData"], custom_metadata=fields["customMetadata"])
+        session.track(
+            "bitrateChange", index * 0.5, qoe_data=fields["qoeData"], custom_metadata=fields["customMetadata"]
+        )
     delivered = tracker.flush(timeout=10.0)
 
     before = os.times()
