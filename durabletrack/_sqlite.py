@@ -30,9 +30,9 @@ def create_private_file(path: Path) -> None:
 
     SQLite gives its ``-wal`` and ``-shm`` files the mode of the database file,
     so creating the database file first keeps all three private. An existing
-    file must not be opened here: on Linux, closing any descriptor of a file
-    drops every POSIX lock this process holds on it, including those of open
-    SQLite connections, and SQLite would then delete a write-ahead log that
+    file must not be opened here. On Linux, closing any descriptor of a file
+    drops every POSIX lock this process has on it, including those of open
+    SQLite connections. SQLite would then delete a write-ahead log that
     another process still uses.
     """
     try:

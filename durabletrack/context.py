@@ -1,7 +1,7 @@
 """What is open in a session, and the events that reopen it after a resume.
 
-The collector closes a session after 10 minutes without events, and answers
-404 or 410 to later events. The worker then opens a resumed session and must
+The collector closes a session after 10 minutes without events, and responds
+with 404 or 410 to later events. The worker then opens a resumed session and must
 re-send what was open at that point: chapter, ad break, ad, player states and
 the playback state. This module derives that context from delivered events.
 """

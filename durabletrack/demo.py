@@ -23,7 +23,7 @@ DEFAULT_DELIVERY_TIMEOUT = 120.0
 
 @dataclass(frozen=True)
 class ReplaySummary:
-    """What happened to the events of one replay.
+    """Outcome of one replay for its events.
 
     Attributes:
         tracked: Events whose ``track()`` (or ``start_session()``) returned.
@@ -249,7 +249,9 @@ def _ts_strictly_increasing(emulator: Emulator, tracker: Tracker, sessions: list
 
 def _print_summary(summary: ReplaySummary, out: TextIO) -> None:
     def verdict(value: bool | None) -> str:
-        return "not checked (collector cannot be inspected)" if value is None else ("yes" if value else "NO")
+        if value is None:
+            return "not checked (collector cannot be inspected)"
+        return "yes" if value else "NO"
 
     out.write(
         "\nSummary\n"

@@ -2,7 +2,7 @@
 
 This table is the one place that lists what each ``eventType`` requires. The
 client checks events against it at ``track()`` time, and the emulator uses it
-to answer schema violations with 400, so both agree on every rule.
+to reject schema violations with 400, so both agree on every rule.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Collection API client: one request per call, outcome classified in one place.
 
-The worker sees only :class:`Result` values. Which status code means deliver,
+The worker gets only :class:`Result` values. Which status code means deliver,
 retry, dead-letter or resume is decided here and nowhere else, so another
 collector protocol can be added as another client with the same three calls.
 """
@@ -32,7 +32,7 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class Verdict(enum.Enum):
-    """What the worker does with the item after a request."""
+    """Action the worker takes on the item after a request."""
 
     ACCEPTED = "accepted"  # ack it
     RETRY = "retry"  # keep it at the head and try again after a wait

@@ -64,7 +64,7 @@ class SessionState(str, enum.Enum):
     ACTIVE: session ID stored; events are being delivered.
     RESUMING: the collector forgot the session; a resumed one is being opened.
     CLOSED: sessionEnd delivered and the queue is empty.
-    REJECTED: the collector answered 400 to sessionStart; its events are dead letters.
+    REJECTED: the collector rejected sessionStart with 400; its events are dead letters.
     """
 
     PENDING = "pending"
@@ -113,7 +113,7 @@ class SessionRecord:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """An item the collector rejected, kept with its answer.
+    """An item the collector rejected, kept with its response.
 
     Attributes:
         id: Row ID in the dead-letter store.
@@ -218,7 +218,7 @@ class Registry:
             )
 
     def set_state(self, handle: str, state: SessionState) -> None:
-        """Move a session to ``state``; RESUMING also forgets the current session ID."""
+        """Move a session to ``state``; RESUMING also clears the current session ID."""
         with self._lock:
             if state is SessionState.RESUMING:
                 self._conn.execute(

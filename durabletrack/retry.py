@@ -21,7 +21,7 @@ class RetryPolicy:
         base_delay: Upper bound of the first wait.
         max_delay: Cap on the exponential upper bound.
         retry_after_cap: Longest ``Retry-After`` honoured; longer values are cut.
-        misconfigured_delay: Wait after a 401, 403 or another 4xx that says the
+        misconfigured_delay: Wait after a 401, 403 or another 4xx that shows the
             endpoint is wrong for every request.
     """
 

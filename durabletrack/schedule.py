@@ -1,4 +1,4 @@
-"""Which session the worker delivers next, and when each may try again."""
+"""Scheduling of sessions: the next one to deliver, and when each may try again."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class SessionSlot:
         attempt: Failed attempts in a row at the current head.
         head: The queue item taken and not yet acked, kept across retries.
         last_error: Reason of the last failed attempt, or None.
-        gone_streak: 404/410 answers in a row without a delivery in between.
+        gone_streak: 404/410 responses in a row without a delivery in between.
         acked_since_clear: Acks since acked rows were last deleted.
         unsaved_ack: True when the collector accepted ``head`` but its ack
             could not be stored yet.

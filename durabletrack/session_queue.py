@@ -77,7 +77,7 @@ def pending_bytes_sql(handle: str) -> str:
 
 
 def table_name(handle: str) -> str:
-    """Return the SQLite table that holds the queue of ``handle``."""
+    """Return the name of the SQLite table that contains the queue of ``handle``."""
     return f"ack_queue_s{handle}"
 
 

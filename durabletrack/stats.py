@@ -1,4 +1,4 @@
-"""A point-in-time snapshot of what a tracker holds and has done."""
+"""A point-in-time snapshot of a tracker's stored sessions, queues and counters."""
 
 from __future__ import annotations
 

@@ -27,9 +27,9 @@ DIRECTORY_MODE = 0o700
 SHED_HEADROOM = 0.02
 
 # Space kept in the data directory for the worker's acks. When the disk fills
-# up, the file is deleted so delivery can go on and free space in the queues;
-# it is written again once there is room. Twice the write-ahead log's
-# checkpoint size (256 pages of 4 KiB).
+# up, the file is deleted so that delivery can go on and free space in the
+# queues. It is written again once there is room. The size is twice the
+# write-ahead log's checkpoint size (256 pages of 4 KiB).
 RESERVE_FILE = "reserve.bin"
 RESERVE_BYTES = 2 * 1024 * 1024
 
@@ -139,7 +139,7 @@ class Store:
             path.unlink(missing_ok=True)
 
     def release_reserve_if_full(self, error: BaseException) -> bool:
-        """Delete the reserve file if ``error`` says the disk is full; return whether it did."""
+        """Delete the reserve file if ``error`` reports a full disk; return whether it did."""
         if not is_disk_full(error):
             return False
         path = self.directory / RESERVE_FILE
@@ -308,7 +308,7 @@ class Store:
 
         mode = stat.S_IMODE(os.stat(self.directory).st_mode)
         if mode & 0o077:
-            # The directory may be shared on purpose; say so rather than change it.
+            # The directory may be shared on purpose, so report it rather than change it.
             self._log.warning(
                 "data_dir_permissions_wide", path=str(self.directory), mode=oct(mode), expected="0o700"
             )

@@ -209,7 +209,7 @@ class Tracker:
         return self._opted_out
 
     def dead_letters(self, handle: str | None = None) -> list[DeadLetter]:
-        """Return the events the collector rejected, oldest first, with its answers."""
+        """Return the events the collector rejected, oldest first, with its responses."""
         self._check_open()
         return self._store.registry.dead_letters(handle)
 
@@ -275,11 +275,11 @@ class Tracker:
     def _open_store(self) -> None:
         """Open the store and start the worker, or remember why the store is unusable.
 
-        A data directory on a read-only file system cannot even be read
-        (SQLite cannot open a WAL database there), so the tracker starts
-        without it and tries again at most once per ``poll_interval`` when
-        it is used; until then ``start_session()`` and ``track()`` raise
-        ``StorageError`` and the host app goes on.
+        A data directory on a read-only file system cannot even be read,
+        because SQLite cannot open a WAL database there. The tracker then
+        starts without it and tries again when it is used, at most once per
+        ``poll_interval``. Until then ``start_session()`` and ``track()``
+        raise ``StorageError`` and the host app goes on.
         """
         self._next_open_at = time.monotonic() + self.config.poll_interval
         limits = Limits(max_events=self.config.max_queued_events, max_bytes=self.config.max_queued_bytes)

@@ -36,7 +36,7 @@ CLEAR_ACKED_EVERY = 200
 # Dead-letter reason of an event that waited longer than max_event_age.
 EXPIRED_REASON = "expired"
 
-# What a step returns: seconds before the session may run again, and whether
+# Result of one step: seconds before the session may run again, and whether
 # it may have more work.
 StepOutcome = tuple[float, bool]
 
@@ -86,7 +86,7 @@ class DeliveryWorker:
         if self._threads:
             return
         # Taken here, not only on the first scan, so that stats() right after
-        # the constructor tells whether this process delivers.
+        # the constructor reports whether this process delivers.
         self._scan_if_due()
         for index in range(self._config.sender_threads):
             thread = threading.Thread(target=self._run, name=f"durabletrack-sender-{index}", daemon=True)
@@ -163,7 +163,8 @@ class DeliveryWorker:
             self._is_drainer = True
             for record in self._store.registry.sessions(OPEN_STATES + (SessionState.REJECTED,)):
                 if taking_over:
-                    # In-flight items of a drainer that died become ready again, first in line.
+                    # Rows that an earlier drainer marked in flight with persist-queue's get()
+                    # become ready again, first in line.
                     self._store.queue(record.handle).resume_unack_tasks()
                 self._schedule.add(record.handle)
             if taking_over:
@@ -313,7 +314,7 @@ class DeliveryWorker:
         if slot.gone_streak == 1:
             return 0.0, True
 
-        # A collector that forgets every new session must not be flooded with sessionStarts.
+        # A collector that drops every new session must not be flooded with sessionStarts.
         return self._backoff(slot, None), True
 
     # Events ----------------------------------------------------------------
@@ -330,7 +331,7 @@ class DeliveryWorker:
         if verdict is Verdict.SESSION_GONE:
             if json.loads(head.text).get("eventType") == SESSION_END:
                 # The collector already closed the session: by this sessionEnd
-                # when its answer was lost, or by expiry. Resuming would only
+                # when its response was lost, or by expiry. Resuming would only
                 # open a second session to end it at once.
                 return self._on_delivered(slot, record, head)
             return self._session_gone(slot, record, result)
