@@ -39,7 +39,7 @@ def make_tracker(endpoint: str, data_dir: Path, **options: Any) -> Tracker:
     return Tracker(endpoint, data_dir, **options)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
+def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, interval: float = 0.02) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` seconds pass; return its last value."""
     deadline = time.monotonic() + timeout
     while True:

@@ -24,19 +24,13 @@ import pytest
 
 from durabletrack import RetryPolicy, Tracker
 from durabletrack.emulator import Answer, Emulator, Faults
+from tests.support import SESSION_PARAMS
 
 REPO = Path(__file__).resolve().parents[1]
 CLI_TIMEOUT_S = 60.0
 
 PARAMS = {
-    "analytics.trackingServer": "acme.sc.omtrdc.net",
-    "analytics.reportSuite": "acmeprod",
-    "visitor.marketingCloudOrgId": "0123456789ABCDEF@AdobeOrg",
-    "media.id": "ep-0042",
-    "media.length": 1800.5,
-    "media.contentType": "vod",
-    "media.playerName": "acme-player",
-    "media.channel": "acme-app",
+    **SESSION_PARAMS,
     "visitor.marketingCloudUserId": "ECID-CLI-71938455",
 }
 

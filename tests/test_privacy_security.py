@@ -20,6 +20,7 @@ import pytest
 
 from durabletrack import ConfigError, InvalidEventError, RetryPolicy, Tracker, TrackerConfig
 from durabletrack.emulator import Answer, Emulator, Faults
+from tests.support import SESSION_PARAMS, wait_until
 from durabletrack.redact import REDACTED, identifier_values, is_identifier_key, redact_event, redact_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,14 +34,7 @@ IDENTIFIERS = {
 CUSTOMER_ID = "CRM-PRIV-424242"
 CUSTOM_USER_ID = "USER-PRIV-3141"
 PARAMS = {
-    "analytics.trackingServer": "acme.sc.omtrdc.net",
-    "analytics.reportSuite": "acmeprod",
-    "visitor.marketingCloudOrgId": "0123456789ABCDEF@AdobeOrg",
-    "media.id": "ep-0042",
-    "media.length": 1800.5,
-    "media.contentType": "vod",
-    "media.playerName": "acme-player",
-    "media.channel": "acme-app",
+    **SESSION_PARAMS,
     **IDENTIFIERS,
     "visitor.customerIDs": {"crm": {"id": CUSTOMER_ID, "authState": 1}},
 }
@@ -48,15 +42,6 @@ METADATA = {"userId": CUSTOM_USER_ID, "show": "Pilot"}
 SECRET_VALUES = [*IDENTIFIERS.values(), CUSTOMER_ID, CUSTOM_USER_ID]
 
 FAST_RETRY = RetryPolicy(base_delay=0.05, max_delay=0.2)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def values_on_disk(directory: Path) -> set[str]:

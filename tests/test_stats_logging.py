@@ -15,6 +15,7 @@ import pytest
 
 from durabletrack import RetryPolicy, Tracker
 from durabletrack.emulator import Answer, Emulator, Faults
+from tests.support import SESSION_PARAMS, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,29 +26,13 @@ IDENTIFIERS = {
     "appInstallationId": "INSTALL-LOG-6129",
 }
 PARAMS = {
-    "analytics.trackingServer": "acme.sc.omtrdc.net",
-    "analytics.reportSuite": "acmeprod",
-    "visitor.marketingCloudOrgId": "0123456789ABCDEF@AdobeOrg",
-    "media.id": "ep-0042",
-    "media.length": 1800.5,
-    "media.contentType": "vod",
-    "media.playerName": "acme-player",
-    "media.channel": "acme-app",
+    **SESSION_PARAMS,
     **IDENTIFIERS,
     "visitor.customerIDs": {"crm": {"id": "CRM-LOG-31337", "authState": 1}},
 }
 SECRET_VALUES = [*IDENTIFIERS.values(), "CRM-LOG-31337"]
 
 FAST_RETRY = RetryPolicy(base_delay=0.05, max_delay=0.2)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def track_session(tracker: Tracker, end: bool = False) -> str:
