@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -21,7 +22,7 @@ _stdlib_logger = logging.getLogger(LOGGER_NAME)
 _stdlib_logger.addHandler(logging.NullHandler())
 
 
-def _render(_logger: Any, _method: str, event_dict: dict[str, Any]) -> str:
+def _render(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> str:
     """Render ``event key=value ...`` with keys sorted, so a plain handler shows them."""
     event = event_dict.pop("event", "")
     pairs = " ".join(f"{key}={value!r}" for key, value in sorted(event_dict.items()))

@@ -139,6 +139,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
     def _check_post_headers(self, request: Request) -> int | None:
         """Return the body length, or None after sending an error response."""
         journal = self.context.journal
+        detail: dict[str, Any]
         if self.headers.get("Transfer-Encoding") is not None:
             detail = {"detail": "chunked bodies are not supported: send Content-Length"}
             self._send(reject(journal, request, 411, "length_required", detail), close=True)
@@ -160,7 +161,10 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             self._read_body(length)
             # The collection API requires application/json. The emulator
             # rejects other types with 415 Unsupported Media Type.
-            detail = {"detail": "Content-Type must be application/json", "contentType": self.headers.get("Content-Type")}
+            detail = {
+                "detail": "Content-Type must be application/json",
+                "contentType": self.headers.get("Content-Type"),
+            }
             self._send(reject(journal, request, 415, "unsupported_media_type", detail))
             return None
 

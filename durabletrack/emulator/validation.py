@@ -200,7 +200,7 @@ def _is_scalar(value: object) -> bool:
     return isinstance(value, (str, int, float))
 
 
-def _check_state_list(states: list[Any], path: str) -> None:
+def _check_state_list(states: Any, path: str) -> None:
     for position, state in enumerate(states):
         item_path = f"{path}[{position}]"
         if not isinstance(state, dict):
@@ -211,7 +211,7 @@ def _check_state_list(states: list[Any], path: str) -> None:
         _check_typed(state, STATE_NAME, STRING, f"{item_path}.{STATE_NAME}")
 
 
-def _check_customer_ids(customer_ids: dict[str, Any], path: str) -> None:
+def _check_customer_ids(customer_ids: Any, path: str) -> None:
     for id_type, entry in customer_ids.items():
         entry_path = f"{path}.{id_type}"
         if not isinstance(entry, dict):
