@@ -199,6 +199,15 @@ class CollectionApiClient:
         return classify(response.status_code, response.headers, text, expects_session=expects_session)
 
     def _read_body(self, response: requests.Response) -> str:
-        raw = response.raw.read(self._max_response_bytes, decode_content=True) or b""
+        # Reading through iter_content lets requests mark a fully read body as
+        # consumed, so close() returns the connection to the pool for keep-alive.
+        # A body over the limit is cut, and close() then drops the connection.
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(chunk_size=8192):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > self._max_response_bytes:
+                break
 
-        return raw.decode("utf-8", errors="replace")
+        return b"".join(chunks)[: self._max_response_bytes].decode("utf-8", errors="replace")

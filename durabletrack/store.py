@@ -7,6 +7,11 @@ import os
 import sqlite3
 import stat
 import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,10 @@ from .session_queue import EVENTS_FILE, SessionQueue, pending_bytes_sql, pending
 
 DIRECTORY_MODE = 0o700
 
+# Session queues whose SQLite connections stay open at once (two connections
+# and about four file descriptors each).
+MAX_OPEN_QUEUES = 16
+
 # At the ceiling, pings are shed until this fraction of each limit is free.
 SHED_HEADROOM = 0.02
 
@@ -32,6 +41,12 @@ SHED_HEADROOM = 0.02
 # write-ahead log's checkpoint size (256 pages of 4 KiB).
 RESERVE_FILE = "reserve.bin"
 RESERVE_BYTES = 2 * 1024 * 1024
+
+
+@dataclass
+class _OpenQueue:
+    queue: SessionQueue
+    users: int = 0
 
 
 class Store:
@@ -56,7 +71,7 @@ class Store:
         self._prepare_directory()
         self.registry = open_or_quarantine(directory, self._open_databases, self._log)
         self.drain_lock = DrainLock(directory)
-        self._queues: dict[str, SessionQueue] = {}
+        self._queues: OrderedDict[str, _OpenQueue] = OrderedDict()
         self._queues_lock = threading.Lock()
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
@@ -64,6 +79,7 @@ class Store:
         self._shed_lock = threading.Lock()
         self.recount_budget()
         self.ensure_reserve()
+        _open_stores.add(self)
 
     def _open_databases(self) -> Registry:
         """Open both databases, raising ``sqlite3.DatabaseError`` if either is unusable."""
@@ -76,15 +92,36 @@ class Store:
 
         return registry
 
-    def queue(self, handle: str) -> SessionQueue:
-        """Return the queue of ``handle``, creating its table on first use."""
-        with self._queues_lock:
-            queue = self._queues.get(handle)
-            if queue is None:
-                queue = SessionQueue(self.directory, handle, self._synchronous)
-                self._queues[handle] = queue
+    @contextmanager
+    def queue(self, handle: str) -> Iterator[SessionQueue]:
+        """Lend the queue of ``handle``, creating its table on first use.
 
-        return queue
+        At most ``MAX_OPEN_QUEUES`` queues keep their SQLite connections open.
+        The least recently used idle one is closed when another is opened,
+        so sessions that are never ended do not hold file descriptors and
+        page caches for good. A queue is never closed while lent.
+        """
+        with self._queues_lock:
+            entry = self._queues.get(handle)
+            if entry is None:
+                entry = self._queues[handle] = _OpenQueue(SessionQueue(self.directory, handle, self._synchronous))
+            self._queues.move_to_end(handle)
+            entry.users += 1
+            self._close_idle_queues()
+        try:
+            yield entry.queue
+        finally:
+            with self._queues_lock:
+                entry.users -= 1
+
+    def _close_idle_queues(self) -> None:
+        for handle in list(self._queues):
+            if len(self._queues) <= MAX_OPEN_QUEUES:
+                return
+            entry = self._queues[handle]
+            if entry.users == 0:
+                del self._queues[handle]
+                entry.queue.close()
 
     def start_session(self, handle: str, start_body: dict[str, Any]) -> None:
         """Create the session's queue and registry record (state PENDING).
@@ -93,7 +130,8 @@ class Store:
             StorageError: if either could not be committed.
         """
         try:
-            self.queue(handle)
+            with self.queue(handle):
+                pass
             self.registry.add_session(handle, start_body)
         except (sqlite3.Error, OSError) as error:
             raise StorageError(str(self.directory), str(error)) from error
@@ -112,7 +150,8 @@ class Store:
         if not self.budget.try_add(size):
             self._make_room(size)
         try:
-            row_id = self.queue(handle).put(text)
+            with self.queue(handle) as queue:
+                row_id = queue.put(text)
         except (sqlite3.Error, OSError) as error:
             self.budget.remove(1, size)
             self.release_reserve_if_full(error)
@@ -192,8 +231,9 @@ class Store:
         candidates: list[tuple[float, str, int, int]] = []
         for record in self.registry.sessions(OPEN_STATES):
             limit = max(events_needed, 1) + 100
-            for row_id, queued_at, length in self.queue(record.handle).sheddable_pings(limit):
-                candidates.append((queued_at, record.handle, row_id, length))
+            with self.queue(record.handle) as queue:
+                for row_id, queued_at, length in queue.sheddable_pings(limit):
+                    candidates.append((queued_at, record.handle, row_id, length))
         candidates.sort()
 
         chosen: dict[str, list[int]] = {}
@@ -205,7 +245,8 @@ class Store:
             freed_events += 1
             freed_bytes += length
         for handle, row_ids in chosen.items():
-            self.queue(handle).delete(row_ids)
+            with self.queue(handle) as queue:
+                queue.delete(row_ids)
         self.budget.remove(freed_events, freed_bytes)
 
         return {handle: len(row_ids) for handle, row_ids in chosen.items()}
@@ -234,13 +275,18 @@ class Store:
 
         return int(row[0]), row[1]
 
+    def _reading_connection(self) -> sqlite3.Connection:
+        """Return the store's own connection to the events database; call with ``_reader_lock`` held."""
+        if self._reader is None:
+            self._reader = sqlite3.connect(self.directory / EVENTS_FILE, timeout=30.0, check_same_thread=False)
+
+        return self._reader
+
     def _read_row(self, sql: str) -> tuple[Any, ...] | None:
         """Run a one-row query on the reading connection; None if the table is gone."""
         with self._reader_lock:
-            if self._reader is None:
-                self._reader = sqlite3.connect(self.directory / EVENTS_FILE, timeout=30.0, check_same_thread=False)
             try:
-                return tuple(self._reader.execute(sql).fetchone())
+                return tuple(self._reading_connection().execute(sql).fetchone())
             except sqlite3.OperationalError as error:
                 if "no such table" in str(error):
                     return None
@@ -249,15 +295,14 @@ class Store:
     def drop_queue(self, handle: str) -> None:
         """Close a finished session's queue and drop its table."""
         with self._queues_lock:
-            queue = self._queues.pop(handle, None)
-        if queue is not None:
-            queue.close()
+            entry = self._queues.pop(handle, None)
+        if entry is not None:
+            entry.queue.close()
 
-        conn = sqlite3.connect(self.directory / EVENTS_FILE, timeout=30.0, isolation_level=None)
-        try:
+        with self._reader_lock:
+            conn = self._reading_connection()
             conn.execute(f"DROP TABLE IF EXISTS {table_name(handle)}")
-        finally:
-            conn.close()
+            conn.commit()
 
     def delete_all(self) -> None:
         """Delete every queued event, session and dead letter, and compact the files.
@@ -266,29 +311,28 @@ class Store:
         both databases are vacuumed and their logs truncated.
         """
         with self._queues_lock:
-            queues = list(self._queues.values())
+            entries = list(self._queues.values())
             self._queues.clear()
-        for queue in queues:
-            queue.close()
+        for entry in entries:
+            entry.queue.close()
 
-        conn = sqlite3.connect(self.directory / EVENTS_FILE, timeout=30.0, isolation_level=None)
-        try:
+        with self._reader_lock:
+            conn = self._reading_connection()
             tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'ack_queue_s%'")
             for (name,) in tables.fetchall():
                 conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+            conn.commit()
             conn.execute("VACUUM")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            conn.close()
         self.registry.delete_all_tracking_data()
 
     def close(self) -> None:
         """Close every connection and release the drain lock."""
         with self._queues_lock:
-            queues = list(self._queues.values())
+            entries = list(self._queues.values())
             self._queues.clear()
-        for queue in queues:
-            queue.close()
+        for entry in entries:
+            entry.queue.close()
         with self._reader_lock:
             if self._reader is not None:
                 self._reader.close()
@@ -337,3 +381,35 @@ def is_disk_full(error: BaseException) -> bool:
         return True
 
     return isinstance(error, sqlite3.OperationalError) and "full" in str(error).lower()
+
+
+# A thread inside SQLite when another thread calls fork() leaves SQLite's
+# mutexes locked for good in the child, which then hangs on its first new
+# connection. Every SQLite call of the store runs under one of these locks,
+# so taking them all around fork() means no thread is inside SQLite then.
+_open_stores: weakref.WeakSet[Store] = weakref.WeakSet()
+_locks_held_for_fork: list[threading.Lock] = []
+
+
+def _take_locks_before_fork() -> None:
+    for store in list(_open_stores):
+        store._queues_lock.acquire()
+        _locks_held_for_fork.append(store._queues_lock)
+        for entry in store._queues.values():
+            entry.queue.tran_lock.acquire()
+            _locks_held_for_fork.append(entry.queue.tran_lock)
+        for lock in (store._reader_lock, store.registry._lock):
+            lock.acquire()
+            _locks_held_for_fork.append(lock)
+
+
+def _release_locks_after_fork() -> None:
+    while _locks_held_for_fork:
+        _locks_held_for_fork.pop().release()
+
+
+os.register_at_fork(
+    before=_take_locks_before_fork,
+    after_in_parent=_release_locks_after_fork,
+    after_in_child=_release_locks_after_fork,
+)

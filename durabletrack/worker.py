@@ -129,20 +129,38 @@ class DeliveryWorker:
                 self._scan_if_due()
                 slot = self._schedule.claim(max_wait=self._until_next_scan())
                 if slot is not None:
-                    self._run_step(slot)
+                    self._run_burst(slot)
             except Exception as error:  # the worker must outlive any bug or bad row
                 self._log_error("worker_error", error)
                 self._stop.wait(1.0)
 
-    def _run_step(self, slot: SessionSlot) -> None:
+    def _run_burst(self, slot: SessionSlot) -> None:
+        """Step one claimed session until it waits, runs dry or used its time slice.
+
+        A session's backlog goes out in one run rather than one event per
+        round over all sessions: with many sessions, a round can take longer
+        than the collector's idle timeout, and every event would then meet an
+        expired session. The slice is one request timeout, so a session that
+        keeps succeeding holds a thread no longer than a failing one does.
+        """
+        deadline = self._monotonic() + self._config.request_timeout
         delay, has_work = 0.0, True
         try:
-            delay, has_work = self._step(slot)
+            while True:
+                delay, has_work = self._run_step(slot)
+                if delay > 0 or not has_work or self._stop.is_set() or self._monotonic() >= deadline:
+                    break
+        finally:
+            self._schedule.release(slot, delay=delay, has_work=has_work)
+
+    def _run_step(self, slot: SessionSlot) -> StepOutcome:
+        try:
+            return self._step(slot)
         except Exception as error:
             self._log_error("step_failed", error, handle=slot.handle)
             delay = 0.0 if self._store.release_reserve_if_full(error) else self._backoff(slot, None)
+            return delay, True
         finally:
-            self._schedule.release(slot, delay=delay, has_work=has_work)
             with self._progress:
                 self._progress.notify_all()
 
@@ -162,10 +180,6 @@ class DeliveryWorker:
                 return
             self._is_drainer = True
             for record in self._store.registry.sessions(OPEN_STATES + (SessionState.REJECTED,)):
-                if taking_over:
-                    # Rows that an earlier drainer marked in flight with persist-queue's get()
-                    # become ready again, first in line.
-                    self._store.queue(record.handle).resume_unack_tasks()
                 self._schedule.add(record.handle)
             if taking_over:
                 self._log.info("drain_lock_taken", path=str(self._store.directory))
@@ -215,7 +229,8 @@ class DeliveryWorker:
 
     def _head(self, slot: SessionSlot) -> QueuedEvent | None:
         if slot.head is None:
-            slot.head = self._store.queue(slot.handle).take_head()
+            with self._store.queue(slot.handle) as queue:
+                slot.head = queue.take_head()
 
         return slot.head
 
@@ -226,9 +241,9 @@ class DeliveryWorker:
         return 0.0, False
 
     def _clear_acked(self, slot: SessionSlot) -> None:
-        queue = self._store.queue(slot.handle)
-        queue.clear_acked_data(max_delete=None, keep_latest=None)
-        queue.give_back_free_pages()
+        with self._store.queue(slot.handle) as queue:
+            queue.clear_acked_data(max_delete=None, keep_latest=None)
+            queue.give_back_free_pages()
         slot.acked_since_clear = 0
 
     # Session creation and resume ----------------------------------------
@@ -375,10 +390,11 @@ class DeliveryWorker:
             # an open ad or chapter from a later resume.
             self._store.registry.set_context(record.handle, context)
 
-        self._store.queue(record.handle).ack(id=head.queue_id)
+        with self._store.queue(record.handle) as queue:
+            queue.ack(id=head.queue_id)
 
     def _close_if_done(self, slot: SessionSlot, record: SessionRecord) -> StepOutcome:
-        if self._store.queue(record.handle).pending_count():
+        if self._store.pending_summary(record.handle)[0]:
             return 0.0, True
 
         self._store.registry.set_state(record.handle, SessionState.CLOSED)
@@ -394,7 +410,8 @@ class DeliveryWorker:
         self._store.registry.add_dead_letter(
             slot.handle, head.queue_id, head.text, result.status, result.reason, result.detail
         )
-        self._store.queue(slot.handle).ack(id=head.queue_id)
+        with self._store.queue(slot.handle) as queue:
+            queue.ack(id=head.queue_id)
         self._store.release(1, len(head.text))
         self._counters.add(EXPIRED if result.reason == EXPIRED_REASON else DEAD_LETTERED)
         slot.head = None
@@ -442,12 +459,14 @@ class DeliveryWorker:
         return self._is_finished(record.handle)
 
     def _is_finished(self, handle: str) -> bool:
-        items = self._store.queue(handle).pending_items()
+        with self._store.queue(handle) as queue:
+            items = queue.pending_items()
         return any(json.loads(item.text)["eventType"] in SESSION_CLOSING_TYPES for item in items)
 
     def _upload_batch(self, slot: SessionSlot, record: SessionRecord) -> StepOutcome:
         """Send a session that never got a session ID as one downloaded batch."""
-        items = self._store.queue(record.handle).pending_items()
+        with self._store.queue(record.handle) as queue:
+            items = queue.pending_items()
         bodies = [json.dumps(record.start, separators=(",", ":"))] + [item.text for item in items]
         if sum(len(body) + 1 for body in bodies) + 2 > self._config.max_batch_bytes:
             return self._open_session(slot, record)
@@ -470,7 +489,8 @@ class DeliveryWorker:
         registry = self._store.registry
         registry.set_context(record.handle, context)
 
-        self._store.queue(record.handle).ack_many([item.queue_id for item in items])
+        with self._store.queue(record.handle) as queue:
+            queue.ack_many([item.queue_id for item in items])
         self._store.release(len(items), sum(len(item.text) for item in items))
         self._counters.add(DELIVERED, len(items) + 1)
         self._log.info("batch_uploaded", handle=record.handle, events=len(items) + 1)
@@ -495,7 +515,8 @@ class DeliveryWorker:
             registry.add_dead_letter(
                 record.handle, item.queue_id, item.text, result.status, "batch_rejected", result.detail
             )
-        self._store.queue(record.handle).ack_many([item.queue_id for item in items])
+        with self._store.queue(record.handle) as queue:
+            queue.ack_many([item.queue_id for item in items])
         self._store.release(len(items), sum(len(item.text) for item in items))
         registry.set_state(record.handle, SessionState.REJECTED)
         self._counters.add(DEAD_LETTERED, len(items) + 1)

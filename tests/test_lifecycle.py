@@ -246,7 +246,8 @@ class TestBoundedStorage:
 
         session.track("ping", 10.0)
 
-        queued = tracker._store.queue(session.handle).pending_items()
+        with tracker._store.queue(session.handle) as queue:
+            queued = queue.pending_items()
         playheads = [json.loads(item.text)["playerTime"]["playhead"] for item in queued]
         assert playheads == [0.0] + [float(s) for s in range(2, 11)]
         assert tracker.stats().counters["shed"] == 1
@@ -264,7 +265,8 @@ class TestBoundedStorage:
 
         session.track("ping", 5.0)
 
-        queued = tracker._store.queue(session.handle).pending_items()
+        with tracker._store.queue(session.handle) as queue:
+            queued = queue.pending_items()
         kept = [(json.loads(item.text)["eventType"], json.loads(item.text)["playerTime"]["playhead"]) for item in queued]
         assert kept == [("ping", 1.0), ("pauseStart", 1.0), ("ping", 3.0), ("play", 3.0), ("ping", 4.0), ("ping", 5.0)]
         tracker.close(timeout=0)

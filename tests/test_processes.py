@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 from durabletrack.emulator import Emulator, Faults
@@ -63,7 +64,7 @@ class TestFork:
 
             pid = os.fork()
             if pid == 0:
-                _child_after_fork(tracker)
+                _child_after_fork(tracker, "forked")
             _, status = os.waitpid(pid, 0)
 
             delivered = tracker.flush(timeout=30)
@@ -73,12 +74,47 @@ class TestFork:
         assert delivered
         assert event_types(child_records[0]) == ["play", "ping", "ping"]
 
+    def test_fork_while_delivering(self, tmp_path) -> None:
+        # Sender threads are inside requests and SQLite commits when the
+        # forks happen; no child may hang on a lock it inherited.
+        with Emulator(faults=Faults(event_latency=(0.0, 0.003))) as emulator:
+            with make_tracker(emulator.url, tmp_path) as tracker:
+                busy = tracker.start_session(session_params(**{"media.id": "parent"}))
+                statuses = []
+                for round_number in range(10):
+                    for second in range(40):
+                        busy.track("ping", float(round_number * 40 + second))
+                    pid = os.fork()
+                    if pid == 0:
+                        _child_after_fork(tracker, f"forked-{round_number}")
+                    statuses.append(_wait_for_child(pid, timeout=30))
 
-def _child_after_fork(tracker) -> None:
+                delivered = tracker.flush(timeout=60)
+                forked = [r for r in emulator.sessions() if r.start["params"]["media.id"].startswith("forked")]
+
+        assert statuses == [0] * 10
+        assert delivered
+        assert sorted(len(record.events) for record in forked) == [3] * 10
+
+
+def _wait_for_child(pid: int, timeout: float) -> int:
+    """Return the child's exit status, or kill it by PID and return -1 if it hangs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.WEXITSTATUS(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return -1
+
+
+def _child_after_fork(tracker, media_id: str) -> None:
     """Body of the forked child: must never return into pytest."""
     code = 1
     try:
-        session = tracker.start_session(session_params(**{"media.id": "forked"}))
+        session = tracker.start_session(session_params(**{"media.id": media_id}))
         session.track("play", 0.0)
         session.track("ping", 10.0)
         session.track("ping", 20.0)

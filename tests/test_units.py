@@ -181,11 +181,10 @@ class TestDurabilitySetting:
                 "media.channel": "c",
             }
         )
-        queue = tracker._store.queue(session.handle)
-        connections: list[sqlite3.Connection] = [queue._putter, queue._getter, tracker._store.registry._conn]
-
-        values = [conn.execute("PRAGMA synchronous").fetchone()[0] for conn in connections]
-        modes = [conn.execute("PRAGMA journal_mode").fetchone()[0] for conn in connections]
+        with tracker._store.queue(session.handle) as queue:
+            connections: list[sqlite3.Connection] = [queue._putter, queue._getter, tracker._store.registry._conn]
+            values = [conn.execute("PRAGMA synchronous").fetchone()[0] for conn in connections]
+            modes = [conn.execute("PRAGMA journal_mode").fetchone()[0] for conn in connections]
 
         assert values == [code, code, code]
         assert modes == ["wal", "wal", "wal"]
