@@ -166,7 +166,11 @@ def _check_data_dir(data_dir: Any) -> Path:
     if not isinstance(data_dir, (str, os.PathLike)) or not str(data_dir):
         raise ConfigError("data_dir", data_dir, "must be a directory path")
 
-    return Path(data_dir)
+    path = Path(data_dir)
+    if path.exists() and not path.is_dir():
+        raise ConfigError("data_dir", data_dir, "exists and is not a directory; pass a directory path")
+
+    return path
 
 
 def _check_durability(durability: Any) -> Durability:

@@ -113,7 +113,7 @@ def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Run ``durabletrack demo``; return the exit status (0 when nothing was lost)."""
     trace = load_bundled_trace(args.trace)
     out.write(
-        f"durabletrack demo: replaying {trace.name} ({len(trace.events)} events) at {args.speed:g}x\n"
+        f"durabletrack demo: replaying {trace.name} ({len(trace.events)} events) {_pace(args.speed)}\n"
         f"through an emulator on 127.0.0.1 that delays each session response by {args.session_delay:g} s.\n"
     )
 
@@ -124,9 +124,13 @@ def run_replay(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Run ``durabletrack replay``; return the exit status (0 when nothing was lost)."""
     trace = load_trace(args.trace)
     target = args.endpoint or "an emulator on 127.0.0.1"
-    out.write(f"durabletrack replay: {trace.name} ({len(trace.events)} events) at {args.speed:g}x to {target}\n")
+    out.write(f"durabletrack replay: {trace.name} ({len(trace.events)} events) {_pace(args.speed)} to {target}\n")
 
     return _run(trace, args, Faults(), endpoint=args.endpoint, out=out)
+
+
+def _pace(speed: float) -> str:
+    return "as fast as possible" if speed <= 0 else f"at {speed:g} times the recorded speed"
 
 
 def _run(trace: Trace, args: argparse.Namespace, faults: Faults, endpoint: str | None, out: TextIO) -> int:

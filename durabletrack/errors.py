@@ -14,12 +14,22 @@ class DurabletrackError(Exception):
     """Base class of every exception raised by durabletrack."""
 
 
+class _Missing:
+    """Marker for the ``value`` of a field that was not given at all."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
 class InvalidEventError(DurabletrackError, ValueError):
     """An event or session field breaks a rule of the collection API.
 
     Attributes:
         field: Path of the offending field, for example ``params["media.length"]``.
-        value: The value that was passed.
+        value: The value that was passed, or ``MISSING`` for an absent field.
         rule: The rule it breaks, in words.
     """
 
@@ -27,7 +37,10 @@ class InvalidEventError(DurabletrackError, ValueError):
         self.field = field
         self.value = value
         self.rule = rule
-        super().__init__(f"invalid {field}: {rule} (got {_describe(value)})")
+        if value is MISSING:
+            super().__init__(f"missing {field}: {rule}")
+        else:
+            super().__init__(f"invalid {field}: {rule} (got {_describe(value)})")
 
 
 class InvalidFieldTypeError(DurabletrackError, TypeError):

@@ -488,7 +488,8 @@ def _drain(args: argparse.Namespace) -> int:
     try:
         tracker = Tracker(args.endpoint, status.path, **options)
     except DurabletrackError as error:
-        return _fail(str(error), EXIT_USAGE)
+        message = str(error).replace("pass allow_insecure_http=True", "pass --allow-insecure-http")
+        return _fail(message, EXIT_USAGE)
 
     try:
         return _drain_with(tracker, status, args)
@@ -536,6 +537,7 @@ class _Progress:
         self._total = total
         self._is_terminal = out.isatty()
         self._last_line_at = 0.0
+        self._last_line = ""
 
     def show(self, stats: Any) -> None:
         line = self._line(stats)
@@ -544,12 +546,16 @@ class _Progress:
         elif time.monotonic() - self._last_line_at >= 1.0:
             self._out.write(line + "\n")
             self._last_line_at = time.monotonic()
+            self._last_line = line
         self._out.flush()
 
     def finish(self, stats: Any) -> None:
         """Draw the final state, which a line-per-second output may not have shown yet."""
         line = self._line(stats)
-        self._out.write(("\r" + line + "\n") if self._is_terminal else (line + "\n"))
+        if self._is_terminal:
+            self._out.write("\r" + line + "\n")
+        elif line != self._last_line:
+            self._out.write(line + "\n")
         self._out.flush()
 
     def _line(self, stats: Any) -> str:
@@ -560,7 +566,8 @@ class _Progress:
         bar = "#" * filled + "-" * (PROGRESS_WIDTH - filled)
 
         return (
-            f"[{bar}] {done}/{total}  delivered {counters.get('delivered', 0)}"
+            f"[{bar}] {done}/{total}  events delivered {counters.get('delivered', 0)}"
+            f"  sessions opened {counters.get('sessions_opened', 0)}"
             f"  dead-lettered {counters.get('dead_lettered', 0)}  retries {counters.get('retried', 0)}"
         )
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .registry import OPEN_STATES, SessionRecord, SessionState
 from .store import Store
@@ -63,7 +62,6 @@ class TrackerStats:
     counters: dict[str, int]
     totals: dict[str, int]
     is_draining: bool
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def collect_session_stats(store: Store, now: float | None = None) -> list[SessionStats]:

@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .errors import InvalidEventError, InvalidFieldTypeError
 from .eventtypes import SESSION_START
 from .tracker import Session, Tracker
 
@@ -24,6 +25,7 @@ class TraceEvent:
         event_type: The collection API ``eventType``.
         playhead: Playhead in seconds.
         params, custom_metadata, qoe_data: Optional fields, or None.
+        line: Line number in the trace file, for error messages.
     """
 
     t: float
@@ -32,6 +34,7 @@ class TraceEvent:
     params: dict[str, Any] | None = None
     custom_metadata: dict[str, str] | None = None
     qoe_data: dict[str, Any] | None = None
+    line: int = 0
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Trace:
     name: str
     description: str
     events: list[TraceEvent] = field(default_factory=list)
+    source: str = ""
 
 
 class TraceFormatError(ValueError):
@@ -65,8 +69,13 @@ def load_bundled_trace(name: str) -> Trace:
 
 def load_trace(path: str | Path) -> Trace:
     """Load a trace file."""
-    with open(path, encoding="utf-8") as file:
-        return parse_trace(file.read().splitlines(), source=str(path))
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise TraceFormatError(f"{path}: cannot be read: {error}") from error
+
+    return parse_trace(lines, source=str(path))
 
 
 def parse_trace(lines: list[str], source: str) -> Trace:
@@ -82,7 +91,10 @@ def parse_trace(lines: list[str], source: str) -> Trace:
     if not events or events[0].event_type != SESSION_START:
         raise TraceFormatError(f"{source}: the first event must be sessionStart")
 
-    return Trace(name=str(header["trace"]), description=str(header.get("description", "")), events=events)
+    name = str(header["trace"])
+    description = str(header.get("description", ""))
+
+    return Trace(name=name, description=description, events=events, source=source)
 
 
 def _parse_line(source: str, number: int, line: str) -> dict[str, Any]:
@@ -105,6 +117,7 @@ def _parse_event(source: str, number: int, row: dict[str, Any]) -> TraceEvent:
             params=row.get("params"),
             custom_metadata=row.get("customMetadata"),
             qoe_data=row.get("qoeData"),
+            line=number,
         )
     except (KeyError, TypeError, ValueError) as error:
         raise TraceFormatError(f"{source}:{number}: missing or invalid field: {error}") from error
@@ -134,20 +147,23 @@ def replay(
     sessions: list[Session] = []
     started = time.monotonic()
     for count, event in enumerate(_paced(trace, speed, started, sleep), start=1):
-        if event.event_type == SESSION_START:
-            sessions.append(
-                tracker.start_session(
-                    event.params or {}, event.custom_metadata, event.qoe_data, playhead=event.playhead
-                )
-            )
-        else:
-            sessions[-1].track(
-                event.event_type, event.playhead, event.params, event.custom_metadata, event.qoe_data
-            )
+        try:
+            _track(tracker, sessions, event)
+        except (InvalidEventError, InvalidFieldTypeError) as error:
+            raise TraceFormatError(f"{trace.source or trace.name}:{event.line}: {error}") from error
         if on_event is not None:
             on_event(count)
 
     return sessions
+
+
+def _track(tracker: Tracker, sessions: list[Session], event: TraceEvent) -> None:
+    if event.event_type == SESSION_START:
+        session = tracker.start_session(event.params or {}, event.custom_metadata, event.qoe_data, playhead=event.playhead)
+        sessions.append(session)
+        return
+
+    sessions[-1].track(event.event_type, event.playhead, event.params, event.custom_metadata, event.qoe_data)
 
 
 def _paced(trace: Trace, speed: float, started: float, sleep: Callable[[float], None]) -> Iterator[TraceEvent]:

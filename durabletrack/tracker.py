@@ -64,6 +64,11 @@ class Tracker:
     """
 
     def __init__(self, endpoint: str, data_dir: str | os.PathLike[str], **options: Any) -> None:
+        unknown = sorted(set(options) - _SETTING_NAMES)
+        if unknown:
+            raise TypeError(
+                f"Tracker() got unknown settings {unknown}; valid settings are {sorted(_SETTING_NAMES)}"
+            )
         self.config = TrackerConfig(endpoint=endpoint, data_dir=Path(data_dir), **options)
         self._log = get_logger(self.config.logger)
         self._closed = False
@@ -451,6 +456,9 @@ def _optional_fields(
 
 
 _open_trackers: weakref.WeakSet[Tracker] = weakref.WeakSet()
+
+# Keyword settings Tracker() passes on to TrackerConfig.
+_SETTING_NAMES = {item.name for item in dataclasses.fields(TrackerConfig)} - {"endpoint", "data_dir"}
 
 
 @atexit.register

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import InvalidEventError, InvalidFieldTypeError
+from .errors import MISSING, InvalidEventError, InvalidFieldTypeError
 from .eventtypes import (
     ARRAY,
     BOOLEAN,
@@ -75,10 +75,10 @@ def check_params(spec: EventSpec, params: Mapping[str, Any] | None) -> dict[str,
         if spec.required:
             missing = sorted(spec.required)[0]
             raise InvalidEventError(
-                f'params["{missing}"]', None, f"{spec.name} requires params {sorted(spec.required)}"
+                f'params["{missing}"]', MISSING, f"{spec.name} requires params {sorted(spec.required)}"
             )
         if spec.name == "statesUpdate":
-            raise InvalidEventError("params", None, "statesUpdate requires statesStart or statesEnd")
+            raise InvalidEventError("params", MISSING, "statesUpdate requires statesStart or statesEnd")
         return None
 
     checked = _check_flat_mapping("params", params)
@@ -87,7 +87,7 @@ def check_params(spec: EventSpec, params: Mapping[str, Any] | None) -> dict[str,
 
     for key in spec.required:
         if key not in checked:
-            raise InvalidEventError(f'params["{key}"]', None, f"is required on {spec.name}")
+            raise InvalidEventError(f'params["{key}"]', MISSING, f"is required on {spec.name}")
     for key, value in checked.items():
         _check_param_value(spec, key, value)
     if spec.name == "statesUpdate" and not ({"statesStart", "statesEnd"} & checked.keys()):
@@ -160,7 +160,8 @@ def serialize(body: Mapping[str, Any], max_bytes: int) -> str:
 
     size = len(text.encode("utf-8"))
     if size > max_bytes:
-        raise InvalidEventError("event", f"{size} bytes", f"must be at most {max_bytes} bytes as JSON")
+        rule = f"is {size} bytes as JSON, over max_event_bytes={max_bytes}; send less data or raise the setting"
+        raise InvalidEventError("event", size, rule)
 
     return text
 

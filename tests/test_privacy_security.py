@@ -382,7 +382,7 @@ class TestSizeLimits:
             session.track("ping", 10.0)
             assert tracker.flush(10.0)
 
-        assert "at most 1024 bytes" in str(raised.value)
+        assert "over max_event_bytes=1024" in str(raised.value)
         assert [event["eventType"] for event in emulator.sessions()[0].events] == ["ping"]
 
     def test_response_cut_to_limit(self, tmp_path: Path, collector_factory: Callable[..., ThreadingHTTPServer]) -> None:

@@ -157,6 +157,17 @@ class TestConfig:
         with pytest.raises(ConfigError, match=setting):
             Tracker("http://127.0.0.1:1", tmp_path, **{setting: value})
 
+    def test_unknown_setting_named(self, tmp_path) -> None:
+        with pytest.raises(TypeError, match="request_timout"):
+            Tracker("http://127.0.0.1:1", tmp_path, request_timout=3)
+
+    def test_data_dir_that_is_a_file_rejected(self, tmp_path) -> None:
+        path = tmp_path / "file"
+        path.write_text("")
+
+        with pytest.raises(ConfigError, match="not a directory"):
+            TrackerConfig(endpoint="http://127.0.0.1:1", data_dir=path)
+
     def test_config_is_frozen(self, tmp_path) -> None:
         tracker = Tracker("http://127.0.0.1:1", tmp_path)
 

@@ -169,9 +169,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     expiry = ExpiryPolicy(args.idle_expiry, args.stalled_expiry, args.max_age)
     emulator = Emulator(faults, expiry, args.max_body_bytes, args.host, args.port, allow_remote=args.allow_remote)
-    with emulator:
+    try:
+        emulator.start()
+    except OSError as error:
+        message = f"cannot listen on {args.host}:{args.port}: {error.strerror}; choose another --port (0 picks a free one)"
+        print(f"durabletrack emulate: {message}", file=sys.stderr)
+        return 2
+    try:
         print(f"durabletrack emulator listening on {emulator.url}", flush=True)
         _serve_until_stopped(args.duration)
+    finally:
+        emulator.stop()
 
     print_summary(emulator, sys.stdout)
     return 0
