@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from . import __version__, ops_cli
 from .demo import add_demo_arguments, add_replay_arguments, run_demo, run_replay

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 _BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
 
@@ -44,7 +44,9 @@ def boot_time() -> BootTime:
     return BootTime(_CURRENT_BOOT_ID, time.clock_gettime(time.CLOCK_BOOTTIME))
 
 
-def age_seconds(wall: float, boot: BootTime | None, now_wall: float | None = None, now_boot: BootTime | None = None) -> float:
+def age_seconds(
+    wall: float, boot: BootTime | None, now_wall: float | None = None, now_boot: BootTime | None = None
+) -> float:
     """Return how long ago a moment stored as ``wall`` and ``boot`` was, in seconds.
 
     Within one boot the age comes from time since boot, so a wall clock that

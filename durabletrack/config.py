@@ -155,8 +155,7 @@ def _check_endpoint(endpoint: Any, allow_insecure_http: bool) -> str:
         raise ConfigError(
             "endpoint",
             endpoint,
-            "plain http:// is allowed only for loopback hosts; use https:// "
-            "or pass allow_insecure_http=True",
+            "plain http:// is allowed only for loopback hosts; use https:// or pass allow_insecure_http=True",
         )
 
     return endpoint.rstrip("/")

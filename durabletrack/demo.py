@@ -7,9 +7,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any, Callable, TextIO
+from itertools import pairwise
+from typing import Any, TextIO
 
 from .emulator import Emulator, Faults
 from .trace import Trace, bundled_trace_names, load_bundled_trace, load_trace, replay
@@ -245,7 +247,7 @@ def _ts_strictly_increasing(emulator: Emulator, tracker: Tracker, sessions: list
         if record.sid not in wanted:
             continue
         stamps = [record.start["playerTime"]["ts"]] + [body["playerTime"]["ts"] for body in record.events]
-        if any(later <= earlier for earlier, later in zip(stamps, stamps[1:])):
+        if any(later <= earlier for earlier, later in pairwise(stamps)):
             return False
 
     return True

@@ -78,9 +78,7 @@ class SessionClosedError(DurabletrackError, RuntimeError):
 
     def __init__(self, handle: str) -> None:
         self.handle = handle
-        super().__init__(
-            f"session {handle} has ended (sessionEnd was tracked); start a new session"
-        )
+        super().__init__(f"session {handle} has ended (sessionEnd was tracked); start a new session")
 
 
 class TrackerClosedError(DurabletrackError, RuntimeError):
@@ -113,9 +111,7 @@ class QueueFullError(DurabletrackError, RuntimeError):
     def __init__(self, limit: str, value: int) -> None:
         self.limit = limit
         self.value = value
-        super().__init__(
-            f"queue is full: {limit}={value} reached; raise the limit or restore delivery"
-        )
+        super().__init__(f"queue is full: {limit}={value} reached; raise the limit or restore delivery")
 
 
 def _describe(value: Any) -> str:

@@ -8,8 +8,8 @@ to reject schema violations with 400, so both agree on every rule.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 # Type tags for parameter values. ``bool`` is never accepted where a number is
 # expected, although Python treats it as an ``int``.

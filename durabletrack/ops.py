@@ -19,10 +19,11 @@ import os
 import sqlite3
 import stat
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 from urllib.parse import quote
 
 from ._sqlite import apply_pragmas
@@ -421,7 +422,7 @@ def _open_session_rows(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     ).fetchall()
     names = ("handle", "state", "session_id", "session_ids", "replay", "created_at")
 
-    return [dict(zip(names, row)) for row in rows]
+    return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 def _read_setting(conn: sqlite3.Connection, name: str) -> str | None:
@@ -448,8 +449,7 @@ def _read_queue_summaries(directory: Path, handles: list[str]) -> dict[str, tupl
                 continue
             try:
                 summaries[handle] = conn.execute(
-                    f'SELECT COUNT(*), MIN(timestamp) FROM "{table_name(handle)}"'
-                    f" WHERE status < {ACKED}"
+                    f'SELECT COUNT(*), MIN(timestamp) FROM "{table_name(handle)}" WHERE status < {ACKED}'
                 ).fetchone()
             except sqlite3.Error as error:
                 raise _corrupt(events, error) from error
@@ -514,7 +514,9 @@ def resolve_handle(path: str | os.PathLike[str], handle: str) -> str:
     with read_only(directory / REGISTRY_FILE) as conn:
         rows = conn.execute("SELECT handle FROM sessions WHERE handle LIKE ? || '%'", (prefix,)).fetchall()
         if not rows:
-            rows = conn.execute("SELECT DISTINCT handle FROM dead_letters WHERE handle LIKE ? || '%'", (prefix,)).fetchall()
+            rows = conn.execute(
+                "SELECT DISTINCT handle FROM dead_letters WHERE handle LIKE ? || '%'", (prefix,)
+            ).fetchall()
 
     if not rows:
         raise SessionNotFoundError(directory, handle, "no session has the")
@@ -537,7 +539,9 @@ def read_queued_events(path: str | os.PathLike[str], handle: str) -> list[Queued
     directory = check_data_dir(path)
     registry = directory / REGISTRY_FILE
     with read_only(registry) as conn:
-        row = conn.execute("SELECT state, session_id, start, replay FROM sessions WHERE handle = ?", (handle,)).fetchone()
+        row = conn.execute(
+            "SELECT state, session_id, start, replay FROM sessions WHERE handle = ?", (handle,)
+        ).fetchone()
     if row is None:
         raise SessionNotFoundError(directory, handle, "no session has the")
 
@@ -817,4 +821,3 @@ def _purge_queues(directory: Path) -> int:
 def _compact(conn: sqlite3.Connection) -> None:
     conn.execute("VACUUM")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-

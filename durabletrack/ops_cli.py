@@ -24,8 +24,9 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 
 from . import ops
 from .errors import DurabletrackError
@@ -61,7 +62,9 @@ def register(commands: Any) -> None:
 
 
 def _parser(commands: Any, name: str, help_text: str, description: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text, description=description, epilog=_EXIT_HELP)
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=help_text, description=description, epilog=_EXIT_HELP
+    )
     parser.add_argument("dir", metavar="DIR", help="data directory of a Tracker (the one with registry.db)")
 
     return parser
@@ -157,7 +160,9 @@ def _add_drain(commands: Any) -> None:
         "timeout passes, showing progress and a summary. Exits with status 3 if another process "
         "already drains DIR.",
     )
-    parser.add_argument("--endpoint", required=True, metavar="URL", help="collector base URI (https://, or http:// on loopback)")
+    parser.add_argument(
+        "--endpoint", required=True, metavar="URL", help="collector base URI (https://, or http:// on loopback)"
+    )
     parser.add_argument(
         "--timeout",
         type=float,
@@ -166,7 +171,9 @@ def _add_drain(commands: Any) -> None:
         help=f"stop waiting after this many seconds (default: {DEFAULT_DRAIN_TIMEOUT:g})",
     )
     parser.add_argument("--ca-bundle", metavar="FILE", help="CA bundle to verify the endpoint's TLS certificate with")
-    parser.add_argument("--allow-insecure-http", action="store_true", help="allow a plain http:// endpoint that is not loopback")
+    parser.add_argument(
+        "--allow-insecure-http", action="store_true", help="allow a plain http:// endpoint that is not loopback"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print the library's log events on stderr")
     parser.set_defaults(run=run_drain)
 
@@ -256,7 +263,8 @@ def _print_status(status: ops.DirectoryStatus, now: float, out: TextIO) -> None:
         f"drainer         {drainer}",
         f"opted out       {'yes' if status.opted_out else 'no'}",
         f"sessions        {states}",
-        f"queued events   {status.queued_events}" + ("" if oldest is None else f", oldest queued {_format_age(now - oldest)} ago"),
+        f"queued events   {status.queued_events}"
+        + ("" if oldest is None else f", oldest queued {_format_age(now - oldest)} ago"),
         f"dead letters    {status.dead_letters}",
         f"on disk         {status.bytes_on_disk} bytes",
         f"totals          {totals}",
@@ -264,7 +272,9 @@ def _print_status(status: ops.DirectoryStatus, now: float, out: TextIO) -> None:
     for name in status.quarantined:
         lines.append(f"WARNING         {name} was moved aside as corrupt by a Tracker; it is kept for examination")
     for path in status.wide_permissions:
-        lines.append(f"WARNING         {path} is readable by other users; expected mode 0700 for the directory, 0600 for files")
+        lines.append(
+            f"WARNING         {path} is readable by other users; expected mode 0700 for the directory, 0600 for files"
+        )
     out.write("\n".join(lines) + "\n")
 
     if status.sessions:
@@ -292,7 +302,9 @@ def _inspect(args: argparse.Namespace) -> int:
     listing = [(session_handle, ops.read_queued_events(args.dir, session_handle)) for session_handle in handles]
 
     if args.json:
-        rows = [_item_json(session_handle, item, args.show_values) for session_handle, items in listing for item in items]
+        rows = [
+            _item_json(session_handle, item, args.show_values) for session_handle, items in listing for item in items
+        ]
         print(json.dumps(rows, indent=2))
     else:
         _print_queued(listing, args.show_values, sys.stdout)
@@ -409,7 +421,10 @@ def _requeue(args: argparse.Namespace) -> int:
     handle = _resolve_session(args.dir, args.session)
     report = ops.requeue_dead_letters(args.dir, ids=None if args.all else args.ids, handle=handle)
 
-    print(f"requeued {len(report.requeued)} dead letter(s)" + (f": {_id_list(report.requeued)}" if report.requeued else ""))
+    print(
+        f"requeued {len(report.requeued)} dead letter(s)"
+        + (f": {_id_list(report.requeued)}" if report.requeued else "")
+    )
     for reopened in report.reopened:
         print(f"session {reopened} was rejected and is reopened: its sessionStart will be sent again")
     for dead_id, reason in report.skipped:
@@ -438,7 +453,8 @@ def _purge(args: argparse.Namespace) -> int:
     if not args.yes:
         if not sys.stdin.isatty():
             return _fail(
-                f"{status.path}: not purged: confirmation needs a terminal on stdin; pass --yes to purge without asking",
+                f"{status.path}: not purged: confirmation needs a terminal on stdin; "
+                "pass --yes to purge without asking",
                 EXIT_USAGE,
             )
         if not _confirm_purge(status):
@@ -589,10 +605,11 @@ def _print_drain_summary(stats: Any, seconds: float, timeout: float) -> int:
         reason = f"; last errors: {', '.join(errors)}" if errors else ""
         return _fail(f"{stats.queued_events} item(s) still queued after {timeout:g} s{reason}", EXIT_INCOMPLETE)
     if dead:
-        return _fail(f"{dead} item(s) were rejected and dead-lettered; see 'durabletrack dead-letters'", EXIT_INCOMPLETE)
+        return _fail(
+            f"{dead} item(s) were rejected and dead-lettered; see 'durabletrack dead-letters'", EXIT_INCOMPLETE
+        )
 
     return EXIT_OK
 
 
 __all__ = ["EXIT_INCOMPLETE", "EXIT_LOCKED", "EXIT_OK", "EXIT_USAGE", "register"]
-

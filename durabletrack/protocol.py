@@ -10,8 +10,9 @@ from __future__ import annotations
 import enum
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests

@@ -7,9 +7,10 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ._sqlite import apply_pragmas, create_private_file
 from .clock import BootTime, boot_time

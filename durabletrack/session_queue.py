@@ -7,7 +7,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from persistqueue import SQLiteAckQueue
 from persistqueue.sqlackqueue import AckStatus
@@ -70,10 +70,7 @@ def pending_summary_sql(handle: str) -> str:
 
 def pending_bytes_sql(handle: str) -> str:
     """Return the query for (items not acked, their total JSON size) of a session's table."""
-    return (
-        f"SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM {table_name(handle)}"
-        f" WHERE status < {AckStatus.acked}"
-    )
+    return f"SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM {table_name(handle)} WHERE status < {AckStatus.acked}"
 
 
 def table_name(handle: str) -> str:
@@ -97,7 +94,7 @@ class SessionQueue(SQLiteAckQueue):
     )
     _SQL_INSERT = (
         "INSERT INTO {table_name} (data, timestamp, status, boot_id, boot_seconds)"
-        " VALUES (?, ?, %s, ?, ?)" % AckStatus.inited
+        f" VALUES (?, ?, {AckStatus.inited}, ?, ?)"
     )
 
     def __init__(self, directory: Path, handle: str, synchronous: str, timeout: float = 30.0) -> None:
@@ -122,6 +119,13 @@ class SessionQueue(SQLiteAckQueue):
         apply_pragmas(conn, self._synchronous)
         return conn
 
+    def _reader_connection(self) -> sqlite3.Connection:
+        # persist-queue declares its connections as None until _init() runs.
+        return cast(sqlite3.Connection, self._getter)
+
+    def _writer_connection(self) -> sqlite3.Connection:
+        return cast(sqlite3.Connection, self._putter)
+
     def put(self, item: str) -> int:
         """Append one item (JSON text) and commit it; return its row ID."""
         now = boot_time()
@@ -138,7 +142,7 @@ class SessionQueue(SQLiteAckQueue):
             f" WHERE status < {AckStatus.unack} ORDER BY _id LIMIT 1"
         )
         with self.tran_lock:
-            row = self._getter.execute(sql).fetchone()
+            row = self._reader_connection().execute(sql).fetchone()
 
         # The item is not marked in flight, as persist-queue's get() would:
         # that costs a commit per event, and only the one drainer reads the
@@ -149,16 +153,15 @@ class SessionQueue(SQLiteAckQueue):
         """Return the items not yet acked: ready and in flight."""
         sql = f"SELECT COUNT(*) FROM {self._table_name} WHERE status < 5"
         with self.tran_lock:
-            return int(self._getter.execute(sql).fetchone()[0])
+            return int(self._reader_connection().execute(sql).fetchone()[0])
 
     def pending_items(self) -> list[QueuedEvent]:
         """Return every item not yet acked, oldest first."""
         sql = (
-            f"SELECT _id, data, timestamp, boot_id, boot_seconds FROM {self._table_name}"
-            " WHERE status < 5 ORDER BY _id"
+            f"SELECT _id, data, timestamp, boot_id, boot_seconds FROM {self._table_name} WHERE status < 5 ORDER BY _id"
         )
         with self.tran_lock:
-            rows = self._getter.execute(sql).fetchall()
+            rows = self._reader_connection().execute(sql).fetchall()
 
         return [_queued_event(row) for row in rows]
 
@@ -180,7 +183,7 @@ class SessionQueue(SQLiteAckQueue):
             " LIKE :ping ORDER BY a._id LIMIT :limit"
         )
         with self.tran_lock:
-            rows = self._getter.execute(sql, {"ping": _PING_PATTERN, "limit": limit}).fetchall()
+            rows = self._reader_connection().execute(sql, {"ping": _PING_PATTERN, "limit": limit}).fetchall()
 
         return [(row[0], row[1], row[2]) for row in rows]
 
@@ -190,7 +193,7 @@ class SessionQueue(SQLiteAckQueue):
             return
         marks = ",".join("?" for _ in row_ids)
         with self.tran_lock:
-            with self._putter as tran:
+            with self._writer_connection() as tran:
                 tran.execute(
                     f"UPDATE {self._table_name} SET status = {AckStatus.acked} WHERE _id IN ({marks})", row_ids
                 )
@@ -198,14 +201,14 @@ class SessionQueue(SQLiteAckQueue):
     def give_back_free_pages(self) -> None:
         """Return the file's free pages to the file system (needs ``auto_vacuum=INCREMENTAL``)."""
         with self.tran_lock:
-            self._putter.execute("PRAGMA incremental_vacuum")
-            self._putter.commit()
+            self._writer_connection().execute("PRAGMA incremental_vacuum")
+            self._writer_connection().commit()
 
     def delete(self, row_ids: list[int]) -> None:
         """Delete rows by ID in one commit (used for shed pings)."""
         marks = ",".join("?" for _ in row_ids)
         with self.tran_lock:
-            with self._putter as tran:
+            with self._writer_connection() as tran:
                 tran.execute(f"DELETE FROM {self._table_name} WHERE _id IN ({marks})", row_ids)
 
 

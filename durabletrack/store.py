@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from ._log import get_logger
+from ._sqlite import create_private_file
 from .budget import Limits, QueueBudget
 from .config import Durability
 from .counters import SHED, Counters
 from .drain_lock import DrainLock
 from .errors import QueueFullError, StorageError
 from .quarantine import open_or_quarantine
-from .registry import OPEN_STATES, REGISTRY_FILE, Registry, SessionState
-from ._sqlite import create_private_file
+from .registry import OPEN_STATES, Registry, SessionState
 from .session_queue import EVENTS_FILE, SessionQueue, pending_bytes_sql, pending_summary_sql, table_name
 
 DIRECTORY_MODE = 0o700
@@ -353,9 +353,7 @@ class Store:
         mode = stat.S_IMODE(os.stat(self.directory).st_mode)
         if mode & 0o077:
             # The directory may be shared on purpose, so report it rather than change it.
-            self._log.warning(
-                "data_dir_permissions_wide", path=str(self.directory), mode=oct(mode), expected="0o700"
-            )
+            self._log.warning("data_dir_permissions_wide", path=str(self.directory), mode=oct(mode), expected="0o700")
 
 
 def is_closed_state(state: SessionState) -> bool:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .errors import InvalidEventError, InvalidFieldTypeError
 from .eventtypes import SESSION_START
@@ -159,7 +160,9 @@ def replay(
 
 def _track(tracker: Tracker, sessions: list[Session], event: TraceEvent) -> None:
     if event.event_type == SESSION_START:
-        session = tracker.start_session(event.params or {}, event.custom_metadata, event.qoe_data, playhead=event.playhead)
+        session = tracker.start_session(
+            event.params or {}, event.custom_metadata, event.qoe_data, playhead=event.playhead
+        )
         sessions.append(session)
         return
 

@@ -11,9 +11,10 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Mapping
+from typing import Any
 
 from ._log import get_logger
 from .budget import Limits
@@ -66,11 +67,12 @@ class Tracker:
     def __init__(self, endpoint: str, data_dir: str | os.PathLike[str], **options: Any) -> None:
         unknown = sorted(set(options) - _SETTING_NAMES)
         if unknown:
-            raise TypeError(
-                f"Tracker() got unknown settings {unknown}; valid settings are {sorted(_SETTING_NAMES)}"
-            )
+            raise TypeError(f"Tracker() got unknown settings {unknown}; valid settings are {sorted(_SETTING_NAMES)}")
         self.config = TrackerConfig(endpoint=endpoint, data_dir=Path(data_dir), **options)
         self._log = get_logger(self.config.logger)
+        self._store: Store
+        self._worker: DeliveryWorker
+        self._store_error: StorageError
         self._closed = False
         self._open_lock = threading.Lock()
         self._open()
@@ -289,7 +291,9 @@ class Tracker:
         self._next_open_at = time.monotonic() + self.config.poll_interval
         limits = Limits(max_events=self.config.max_queued_events, max_bytes=self.config.max_queued_bytes)
         try:
-            self._store = Store(self.config.data_dir, self.config.durability, limits, self._counters, self.config.logger)
+            self._store = Store(
+                self.config.data_dir, self.config.durability, limits, self._counters, self.config.logger
+            )
         except StorageError as error:
             self._store_error = error
             self._log.error("store_unavailable", path=str(self.config.data_dir), error=str(error))

@@ -20,7 +20,6 @@ from .eventtypes import (
     INTEGER,
     NUMBER,
     OBJECT,
-    PING,
     QOE_TYPES,
     STRING,
     EventSpec,
@@ -49,13 +48,9 @@ def check_event_type(event_type: Any, *, allow_session_start: bool = False) -> E
 
     spec = EVENT_SPECS.get(event_type)
     if spec is None:
-        raise InvalidEventError(
-            "eventType", event_type, "must be one of " + ", ".join(sorted(EVENT_SPECS))
-        )
+        raise InvalidEventError("eventType", event_type, "must be one of " + ", ".join(sorted(EVENT_SPECS)))
     if spec.name == "sessionStart" and not allow_session_start:
-        raise InvalidEventError(
-            "eventType", event_type, "sessionStart is sent by Tracker.start_session(), not track()"
-        )
+        raise InvalidEventError("eventType", event_type, "sessionStart is sent by Tracker.start_session(), not track()")
 
     return spec
 

@@ -7,12 +7,13 @@ import random
 import sqlite3
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ._log import RateLimiter, get_logger
+from .clock import age_seconds
 from .config import TrackerConfig
 from .context import resume_events, update_context
-from .clock import age_seconds
 from .counters import (
     DEAD_LETTERED,
     DELIVERED,
@@ -453,7 +454,10 @@ class DeliveryWorker:
         config = self._config
         if not config.offline_upload or record.state is not SessionState.PENDING or record.session_ids:
             return False
-        if config.offline_after is not None and age_seconds(record.created_at, record.created_boot) > config.offline_after:
+        if (
+            config.offline_after is not None
+            and age_seconds(record.created_at, record.created_boot) > config.offline_after
+        ):
             return True
 
         return self._is_finished(record.handle)

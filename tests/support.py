@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from durabletrack import RetryPolicy, Tracker
 from durabletrack.emulator import Emulator, SessionRecord

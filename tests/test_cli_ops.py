@@ -17,8 +17,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -276,9 +276,7 @@ class TestDeadLetters:
 
 
 class TestRequeue:
-    def test_rejected_session_delivered_in_order(
-        self, rejected_dir: tuple[Path, str], emulator: Emulator
-    ) -> None:
+    def test_rejected_session_delivered_in_order(self, rejected_dir: tuple[Path, str], emulator: Emulator) -> None:
         data_dir, handle = rejected_dir
 
         requeued = run_cli("requeue", str(data_dir), "--all")

@@ -44,7 +44,14 @@ class TestOptions:
 
         output = capsys.readouterr().out
         assert exit_info.value.code == 0
-        for option in ("--session-latency", "--error-rate", "--retry-after", "--idle-expiry", "--max-body-bytes", "--duration"):
+        for option in (
+            "--session-latency",
+            "--error-rate",
+            "--retry-after",
+            "--idle-expiry",
+            "--max-body-bytes",
+            "--duration",
+        ):
             assert option in output
         assert "seconds" in output
         assert "bytes" in output
@@ -75,11 +82,18 @@ class TestOptions:
         assert "sum" in capsys.readouterr().err
 
     def test_fault_options_build_faults(self) -> None:
-        args = build_parser().parse_args(["--error-rate", "0.25", "--captive-portal", "--seed", "9", "--event-latency", "1:2"])
+        args = build_parser().parse_args(
+            ["--error-rate", "0.25", "--captive-portal", "--seed", "9", "--event-latency", "1:2"]
+        )
 
         faults = faults_from_args(args)
 
-        assert (faults.error_rate, faults.captive_portal, faults.seed, faults.event_latency) == (0.25, True, 9, (1.0, 2.0))
+        assert (faults.error_rate, faults.captive_portal, faults.seed, faults.event_latency) == (
+            0.25,
+            True,
+            9,
+            (1.0, 2.0),
+        )
 
     def test_zero_duration_prints_summary(self, capsys: pytest.CaptureFixture[str]) -> None:
         status = main(["--port", "0", "--duration", "0"])
@@ -93,7 +107,9 @@ class TestOptions:
 class TestChildProcess:
     def test_serves_until_sigterm(self) -> None:
         command = [sys.executable, "-m", "durabletrack.emulator", "--port", "0", "--duration", "60"]
-        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_environment())
+        child = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_environment()
+        )
         try:
             first_line = child.stdout.readline() if child.stdout else ""
             url = first_line.rsplit(" ", 1)[-1].strip()
@@ -112,7 +128,9 @@ class TestChildProcess:
 
     def test_stops_after_duration(self) -> None:
         command = [sys.executable, "-m", "durabletrack.emulator", "--port", "0", "--duration", "0.5"]
-        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_environment())
+        child = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_environment()
+        )
         try:
             output, errors = child.communicate(timeout=10)
         finally:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import socket
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -201,7 +202,9 @@ class TestExpiry:
 
         assert statuses == [204, 204, 204]
 
-    def test_stalled_playhead_closes_session(self, short_expiry: Emulator, clock: FakeClock, http: requests.Session) -> None:
+    def test_stalled_playhead_closes_session(
+        self, short_expiry: Emulator, clock: FakeClock, http: requests.Session
+    ) -> None:
         sid = create_session(short_expiry, http)
         statuses = []
 
@@ -224,7 +227,9 @@ class TestExpiry:
         assert statuses.count(204) == 11
         assert short_expiry.session(sid).closed_reason == "max_age"
 
-    def test_expiry_visible_without_requests(self, short_expiry: Emulator, clock: FakeClock, http: requests.Session) -> None:
+    def test_expiry_visible_without_requests(
+        self, short_expiry: Emulator, clock: FakeClock, http: requests.Session
+    ) -> None:
         create_session(short_expiry, http)
 
         clock.advance(10)
@@ -278,7 +283,9 @@ class TestDownloaded:
 
 class TestHttpErrors:
     def test_wrong_content_type_gets_415(self, emulator: Emulator, http: requests.Session) -> None:
-        response = http.post(emulator.url + "/api/v1/sessions", data=b"{}", headers={"Content-Type": "text/plain"}, timeout=5)
+        response = http.post(
+            emulator.url + "/api/v1/sessions", data=b"{}", headers={"Content-Type": "text/plain"}, timeout=5
+        )
 
         assert response.status_code == 415
         assert emulator.rejected()[0].reason == "unsupported_media_type"
@@ -287,7 +294,9 @@ class TestHttpErrors:
         import json
 
         headers = {"Content-Type": "application/json; charset=utf-8"}
-        response = http.post(emulator.url + "/api/v1/sessions", data=json.dumps(SESSION_START), headers=headers, timeout=5)
+        response = http.post(
+            emulator.url + "/api/v1/sessions", data=json.dumps(SESSION_START), headers=headers, timeout=5
+        )
 
         assert response.status_code == 201
 
@@ -300,7 +309,9 @@ class TestHttpErrors:
 
     def test_nan_is_invalid_json(self, emulator: Emulator, http: requests.Session) -> None:
         data = b'{"playerTime": {"playhead": NaN, "ts": 1}, "eventType": "play"}'
-        response = http.post(emulator.url + "/api/v1/sessions", data=data, headers={"Content-Type": "application/json"}, timeout=5)
+        response = http.post(
+            emulator.url + "/api/v1/sessions", data=data, headers={"Content-Type": "application/json"}, timeout=5
+        )
 
         assert response.status_code == 400
         assert response.json()["error"] == "invalid_json"
@@ -308,7 +319,9 @@ class TestHttpErrors:
     def test_body_over_limit_gets_413(self, http: requests.Session) -> None:
         with Emulator(max_body_bytes=1024) as emulator:
             data = b" " * 2048
-            response = http.post(emulator.url + "/api/v1/sessions", data=data, headers={"Content-Type": "application/json"}, timeout=5)
+            response = http.post(
+                emulator.url + "/api/v1/sessions", data=data, headers={"Content-Type": "application/json"}, timeout=5
+            )
 
             assert response.status_code == 413
             assert response.json()["limit"] == 1024
@@ -316,7 +329,12 @@ class TestHttpErrors:
 
     def test_connection_usable_after_413(self, http: requests.Session) -> None:
         with Emulator(max_body_bytes=1024) as emulator:
-            http.post(emulator.url + "/api/v1/sessions", data=b" " * 4096, headers={"Content-Type": "application/json"}, timeout=5)
+            http.post(
+                emulator.url + "/api/v1/sessions",
+                data=b" " * 4096,
+                headers={"Content-Type": "application/json"},
+                timeout=5,
+            )
 
             response = http.post(emulator.url + "/api/v1/sessions", json=SESSION_START, timeout=5)
 
@@ -411,7 +429,11 @@ class TestSchemasAndInspection:
         assert emulator.wait_for(lambda emu: emu.requests_seen() > 0, timeout=0.1) is False
 
     def test_wait_for_sees_request(self, emulator: Emulator) -> None:
-        sender = threading.Thread(target=requests.post, args=(emulator.url + "/api/v1/sessions",), kwargs={"json": SESSION_START, "timeout": 5})
+        sender = threading.Thread(
+            target=requests.post,
+            args=(emulator.url + "/api/v1/sessions",),
+            kwargs={"json": SESSION_START, "timeout": 5},
+        )
         sender.start()
 
         seen = emulator.wait_for(lambda emu: len(emu.sessions()) == 1, timeout=5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from itertools import pairwise
 
 import pytest
 
@@ -62,11 +63,19 @@ class TestResume:
         assert resumed.start["params"]["media.resume"] is True
         assert resumed.start["params"]["media.id"] == "ep-0042"
         assert resumed.start["playerTime"]["playhead"] == 300.0
-        assert event_types(resumed) == ["chapterStart", "adBreakStart", "adStart", "stateStart", "play", "ping", "adComplete"]
+        assert event_types(resumed) == [
+            "chapterStart",
+            "adBreakStart",
+            "adStart",
+            "stateStart",
+            "play",
+            "ping",
+            "adComplete",
+        ]
         assert resumed.events[2]["params"] == AD
         assert resumed.events[2]["customMetadata"] == {"campaign": "winter"}
         stamps = [resumed.start["playerTime"]["ts"]] + [body["playerTime"]["ts"] for body in resumed.events]
-        assert all(later > earlier for earlier, later in zip(stamps, stamps[1:]))
+        assert all(later > earlier for earlier, later in pairwise(stamps))
 
     def test_410_after_session_end_elsewhere_resumes(self, tmp_path) -> None:
         with Emulator() as emulator:
@@ -267,7 +276,9 @@ class TestBoundedStorage:
 
         with tracker._store.queue(session.handle) as queue:
             queued = queue.pending_items()
-        kept = [(json.loads(item.text)["eventType"], json.loads(item.text)["playerTime"]["playhead"]) for item in queued]
+        kept = [
+            (json.loads(item.text)["eventType"], json.loads(item.text)["playerTime"]["playhead"]) for item in queued
+        ]
         assert kept == [("ping", 1.0), ("pauseStart", 1.0), ("ping", 3.0), ("play", 3.0), ("ping", 4.0), ("ping", 5.0)]
         tracker.close(timeout=0)
 

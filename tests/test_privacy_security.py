@@ -11,17 +11,17 @@ import stat
 import subprocess
 import sys
 import threading
-import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
 from durabletrack import ConfigError, InvalidEventError, RetryPolicy, Tracker, TrackerConfig
 from durabletrack.emulator import Answer, Emulator, Faults
-from tests.support import SESSION_PARAMS, wait_until
 from durabletrack.redact import REDACTED, identifier_values, is_identifier_key, redact_event, redact_text
+from tests.support import SESSION_PARAMS, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.run(
         [sys.executable, "-m", "durabletrack", *args],
-        capture_output=True, text=True, env=env, timeout=60, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -127,11 +131,15 @@ class TestOptOut:
 
 
 class TestRedaction:
-    @pytest.mark.parametrize("key", [*IDENTIFIERS, "visitor.customerIDs", "userId", "custom.account_id", "deviceIDs", "email"])
+    @pytest.mark.parametrize(
+        "key", [*IDENTIFIERS, "visitor.customerIDs", "userId", "custom.account_id", "deviceIDs", "email"]
+    )
     def test_identifier_keys(self, key: str) -> None:
         assert is_identifier_key(key)
 
-    @pytest.mark.parametrize("key", ["media.id", "media.ad.id", "visitor.marketingCloudOrgId", "show", "media.ad.creativeId"])
+    @pytest.mark.parametrize(
+        "key", ["media.id", "media.ad.id", "visitor.marketingCloudOrgId", "show", "media.ad.creativeId"]
+    )
     def test_content_keys_kept(self, key: str) -> None:
         assert not is_identifier_key(key)
 
@@ -204,8 +212,13 @@ def open_umask() -> Iterator[None]:
 
 class TestPermissions:
     PRIVATE_FILES = (
-        "registry.db", "registry.db-wal", "registry.db-shm",
-        "events.db", "events.db-wal", "events.db-shm", "drain.lock",
+        "registry.db",
+        "registry.db-wal",
+        "registry.db-shm",
+        "events.db",
+        "events.db-wal",
+        "events.db-shm",
+        "drain.lock",
     )
 
     def test_directory_and_files_private(self, tmp_path: Path, emulator: Emulator, open_umask: None) -> None:
@@ -233,7 +246,9 @@ class TestPermissions:
         for path in tracked_dir.iterdir():
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
 
-    def test_wide_directory_reported(self, tmp_path: Path, emulator: Emulator, caplog: pytest.LogCaptureFixture) -> None:
+    def test_wide_directory_reported(
+        self, tmp_path: Path, emulator: Emulator, caplog: pytest.LogCaptureFixture
+    ) -> None:
         caplog.set_level(logging.WARNING, logger="durabletrack")
         data_dir = tmp_path / "shared"
         data_dir.mkdir(mode=0o755)
@@ -242,7 +257,9 @@ class TestPermissions:
         Tracker(emulator.url, data_dir).close(0.1)
         status = json.loads(run_cli("status", str(data_dir), "--json").stdout)
 
-        warnings = [record.getMessage() for record in caplog.records if "data_dir_permissions_wide" in record.getMessage()]
+        warnings = [
+            record.getMessage() for record in caplog.records if "data_dir_permissions_wide" in record.getMessage()
+        ]
         assert len(warnings) == 1
         assert str(data_dir) in warnings[0]
         assert str(data_dir) in status["wide_permissions"]
@@ -303,7 +320,9 @@ class _CollectorHandler(BaseHTTPRequestHandler):
 def collector_factory() -> Iterator[Callable[..., ThreadingHTTPServer]]:
     servers: list[ThreadingHTTPServer] = []
 
-    def start(tls: ssl.SSLContext | None = None, event_status: int = 204, event_body: bytes = b"") -> ThreadingHTTPServer:
+    def start(
+        tls: ssl.SSLContext | None = None, event_status: int = 204, event_body: bytes = b""
+    ) -> ThreadingHTTPServer:
         server = ThreadingHTTPServer(("127.0.0.1", 0), _CollectorHandler)
         server.daemon_threads = True
         server.paths = []  # type: ignore[attr-defined]
@@ -328,22 +347,42 @@ def self_signed(tmp_path: Path) -> tuple[Path, Path]:
         pytest.skip("the openssl command is not installed")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True, timeout=60,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     return cert, key
 
 
 class TestTls:
-    def _server(self, collector_factory: Callable[..., ThreadingHTTPServer], cert: Path, key: Path) -> ThreadingHTTPServer:
+    def _server(
+        self, collector_factory: Callable[..., ThreadingHTTPServer], cert: Path, key: Path
+    ) -> ThreadingHTTPServer:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
         return collector_factory(tls=context)
 
-    def test_delivers_with_ca_bundle(self, tmp_path: Path, collector_factory: Callable[..., ThreadingHTTPServer],
-                                     self_signed: tuple[Path, Path]) -> None:
+    def test_delivers_with_ca_bundle(
+        self, tmp_path: Path, collector_factory: Callable[..., ThreadingHTTPServer], self_signed: tuple[Path, Path]
+    ) -> None:
         cert, key = self_signed
         server = self._server(collector_factory, cert, key)
         url = f"https://127.0.0.1:{server.server_address[1]}"
@@ -356,8 +395,9 @@ class TestTls:
         assert server.paths[0] == "/api/v1/sessions"  # type: ignore[attr-defined]
         assert len(server.paths) == 3  # type: ignore[attr-defined]
 
-    def test_unknown_ca_not_delivered(self, tmp_path: Path, collector_factory: Callable[..., ThreadingHTTPServer],
-                                      self_signed: tuple[Path, Path]) -> None:
+    def test_unknown_ca_not_delivered(
+        self, tmp_path: Path, collector_factory: Callable[..., ThreadingHTTPServer], self_signed: tuple[Path, Path]
+    ) -> None:
         cert, key = self_signed
         server = self._server(collector_factory, cert, key)
         url = f"https://127.0.0.1:{server.server_address[1]}"

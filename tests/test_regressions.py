@@ -136,8 +136,8 @@ class TestTwoProcessesOneDataDir:
 class TestSessionEndAfterLostResponse:
     """A lost response to sessionEnd opened a resumed session only to end it again.
 
-    The collector closes a session when it processes sessionEnd and answers
-    410 to anything sent to it afterwards. When the response to sessionEnd was
+    The collector closes a session when it processes sessionEnd and returns
+    410 for anything sent to it afterwards. When the response to sessionEnd was
     lost (or the process was killed before the ack), the worker re-sent it,
     got 410 and resumed: a new sessionStart with ``media.resume: true``, the
     re-opened context (a ``play``) and sessionEnd again. The collector then
@@ -161,6 +161,36 @@ class TestSessionEndAfterLostResponse:
         assert emulator.fault_counts().get("lost_response") == 1
         assert len(session_ids) == 1
         assert len(sessions) == 1
+
+
+class TestSessionEndAfterExpiry:
+    """A sessionEnd sent to a session that had expired was acked and dropped.
+
+    To avoid the extra session of the previous test, the worker now treats
+    404 or 410 on a sessionEnd as delivered. But the collector also returns
+    410 when the session expired on its own (10 minutes without events),
+    and then it never recorded that sessionEnd. The event is acked without
+    reaching the collector or the dead-letter store, which is a loss. The
+    ``combined --parallel 2`` torture run lost 5 of 26565 events this way,
+    each one the sessionEnd of a session that had expired.
+    """
+
+    def test_end_not_dropped(self, tmp_path: Path) -> None:
+        with Emulator(expiry=ExpiryPolicy(idle_s=0.3)) as emulator:
+            with Tracker(emulator.url, tmp_path / "data", retry=FAST_RETRY) as tracker:
+                session = tracker.start_session(START_PARAMS)
+                session.track("play", 0.0)
+                assert tracker.flush(timeout=10.0)
+                expired = emulator.wait_for(lambda emu: emu.sessions()[0].closed_reason == "idle", timeout=10.0)
+                session.end(5.0)
+                drained = tracker.flush(timeout=10.0)
+                dead_letters = tracker.dead_letters()
+            recorded = [event["eventType"] for record in emulator.sessions() for event in record.events]
+
+        kept = [json.loads(letter.event)["eventType"] for letter in dead_letters]
+        assert expired
+        assert drained
+        assert "sessionEnd" in recorded + kept
 
 
 class TestUnendedSessionsKeepFiles:

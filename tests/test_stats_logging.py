@@ -7,9 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -53,7 +51,9 @@ def log_events(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
 
 class TestStats:
     def test_counts_after_retry_and_dead_letter(self, tmp_path: Path, emulator: Emulator) -> None:
-        emulator.set_faults(Faults(script=(Answer(status=503, retry_after=0, kind="events"), Answer(status=400, kind="events"))))
+        emulator.set_faults(
+            Faults(script=(Answer(status=503, retry_after=0, kind="events"), Answer(status=400, kind="events")))
+        )
         with Tracker(emulator.url, tmp_path / "data", retry=FAST_RETRY) as tracker:
             track_session(tracker)
             assert tracker.flush(10.0)
@@ -105,7 +105,9 @@ class TestStats:
 
 
 class TestLogEvents:
-    def test_state_changes_are_logged(self, tmp_path: Path, emulator: Emulator, caplog: pytest.LogCaptureFixture) -> None:
+    def test_state_changes_are_logged(
+        self, tmp_path: Path, emulator: Emulator, caplog: pytest.LogCaptureFixture
+    ) -> None:
         caplog.set_level(logging.DEBUG, logger="durabletrack")
         emulator.set_faults(
             Faults(
@@ -122,19 +124,34 @@ class TestLogEvents:
 
         events = log_events(caplog)
         names = [name for name, _ in events]
-        for expected in ("drain_lock_taken", "retry_scheduled", "session_resolved", "event_dead_lettered",
-                         "session_gone", "session_resumed", "session_closed"):
+        for expected in (
+            "drain_lock_taken",
+            "retry_scheduled",
+            "session_resolved",
+            "event_dead_lettered",
+            "session_gone",
+            "session_resumed",
+            "session_closed",
+        ):
             assert expected in names
         for name, message in events:
-            if name in ("retry_scheduled", "session_resolved", "event_dead_lettered", "session_gone",
-                        "session_resumed", "session_closed"):
+            if name in (
+                "retry_scheduled",
+                "session_resolved",
+                "event_dead_lettered",
+                "session_gone",
+                "session_resumed",
+                "session_closed",
+            ):
                 assert f"handle='{handle}'" in message, message
         retry = next(message for name, message in events if name == "retry_scheduled")
         assert "attempt=1" in retry
         assert "delay_s=" in retry
         assert "status=503" in retry
 
-    def test_rejected_session_logged(self, tmp_path: Path, emulator: Emulator, caplog: pytest.LogCaptureFixture) -> None:
+    def test_rejected_session_logged(
+        self, tmp_path: Path, emulator: Emulator, caplog: pytest.LogCaptureFixture
+    ) -> None:
         caplog.set_level(logging.INFO, logger="durabletrack")
         emulator.set_faults(Faults(script=(Answer(status=400, kind="sessions"),)))
         with Tracker(emulator.url, tmp_path / "data", retry=FAST_RETRY) as tracker:
@@ -169,7 +186,9 @@ class TestLogEvents:
         for value in SECRET_VALUES:
             assert value not in text
 
-    def test_repeated_errors_rate_limited(self, tmp_path: Path, emulator: Emulator, caplog: pytest.LogCaptureFixture) -> None:
+    def test_repeated_errors_rate_limited(
+        self, tmp_path: Path, emulator: Emulator, caplog: pytest.LogCaptureFixture
+    ) -> None:
         caplog.set_level(logging.INFO, logger="durabletrack")
         emulator.set_faults(Faults(script=tuple(Answer(status=403, kind="sessions") for _ in range(4))))
         retry = RetryPolicy(base_delay=0.05, max_delay=0.2, misconfigured_delay=0.05)
@@ -207,7 +226,10 @@ class TestLoggingSetup:
 
         result = subprocess.run(
             [sys.executable, "-c", QUIET_CHILD, str(tmp_path / "data"), mode],
-            capture_output=True, text=True, env=env, timeout=60,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
         )
 
         assert result.returncode == 0, result.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from durabletrack.emulator import Emulator
@@ -30,7 +32,7 @@ def test_trace_delivered_whole_and_in_order(name: str, emulator: Emulator, tmp_p
     assert received == sent
     assert records[0].start["params"] == trace.events[0].params
     stamps = all_ts(records[0])
-    assert all(later > earlier for earlier, later in zip(stamps, stamps[1:]))
+    assert all(later > earlier for earlier, later in pairwise(stamps))
 
 
 def test_trace_custom_metadata_and_qoe_kept(emulator: Emulator, tmp_path) -> None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from durabletrack import RetryPolicy, InvalidEventError, InvalidFieldTypeError, SessionClosedError, Tracker
-from durabletrack.eventtypes import EVENT_SPECS
+from durabletrack import InvalidEventError, InvalidFieldTypeError, RetryPolicy, SessionClosedError, Tracker
 from durabletrack.emulator import Emulator
+from durabletrack.eventtypes import EVENT_SPECS
 from tests.support import make_tracker, session_params
 
 AD_START = {"media.ad.id": "ad-1", "media.ad.length": 15, "media.ad.podPosition": 1, "media.ad.playerName": "p"}
@@ -29,16 +29,44 @@ BAD_EVENTS: list[tuple[Any, Any, Any, Any, Any, type, str]] = [
     ("ping", 5, {}, None, None, InvalidEventError, "must not carry params"),
     ("adBreakStart", 0, None, None, None, InvalidEventError, "media.ad.podIndex"),
     ("adBreakStart", 0, {"media.ad.podIndex": 1}, None, None, InvalidEventError, "media.ad.podSecond"),
-    ("adBreakStart", 0, {"media.ad.podIndex": 1.5, "media.ad.podSecond": 0}, None, None,
-     InvalidFieldTypeError, "media.ad.podIndex"),
-    ("adBreakStart", 0, {"media.ad.podIndex": "1", "media.ad.podSecond": 0}, None, None,
-     InvalidFieldTypeError, "an integer"),
+    (
+        "adBreakStart",
+        0,
+        {"media.ad.podIndex": 1.5, "media.ad.podSecond": 0},
+        None,
+        None,
+        InvalidFieldTypeError,
+        "media.ad.podIndex",
+    ),
+    (
+        "adBreakStart",
+        0,
+        {"media.ad.podIndex": "1", "media.ad.podSecond": 0},
+        None,
+        None,
+        InvalidFieldTypeError,
+        "an integer",
+    ),
     ("adStart", 0, {**AD_START, "media.ad.length": "15"}, None, None, InvalidFieldTypeError, "media.ad.length"),
     ("adStart", 0, {**AD_START, "media.ad.length": True}, None, None, InvalidFieldTypeError, "finite number"),
-    ("adStart", 0, {k: v for k, v in AD_START.items() if k != "media.ad.id"}, None, None,
-     InvalidEventError, "media.ad.id"),
-    ("chapterStart", 0, {"media.chapter.index": 1, "media.chapter.offset": 0}, None, None,
-     InvalidEventError, "media.chapter.length"),
+    (
+        "adStart",
+        0,
+        {k: v for k, v in AD_START.items() if k != "media.ad.id"},
+        None,
+        None,
+        InvalidEventError,
+        "media.ad.id",
+    ),
+    (
+        "chapterStart",
+        0,
+        {"media.chapter.index": 1, "media.chapter.offset": 0},
+        None,
+        None,
+        InvalidEventError,
+        "media.chapter.length",
+    ),
     ("stateStart", 0, {"media.state.name": 3}, None, None, InvalidFieldTypeError, "media.state.name"),
     ("stateEnd", 0, None, None, None, InvalidEventError, "media.state.name"),
     ("statesUpdate", 0, {}, None, None, InvalidEventError, "statesStart"),

@@ -14,8 +14,9 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Callable, Sequence, TextIO
+from typing import TextIO
 
 from durabletrack.emulator.faults import DEFAULT_RETRY_AFTER_S, Faults, Latency
 from durabletrack.emulator.server import DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, Emulator, is_loopback_host
@@ -42,39 +43,108 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on; loopback only unless --allow-remote (default: {DEFAULT_HOST})")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port; 0 picks a free port (default: {DEFAULT_PORT})")
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to listen on; loopback only unless --allow-remote (default: {DEFAULT_HOST})",
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"TCP port; 0 picks a free port (default: {DEFAULT_PORT})"
+    )
     parser.add_argument("--allow-remote", action="store_true", help="allow a --host that is not a loopback address")
     parser.add_argument(
-        "--max-body-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES,
+        "--max-body-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_BODY_BYTES,
         help=f"largest request body in bytes; larger bodies get 413 (default: {DEFAULT_MAX_BODY_BYTES})",
     )
     parser.add_argument(
-        "--duration", type=_non_negative_float, default=None,
+        "--duration",
+        type=_non_negative_float,
+        default=None,
         help="stop after this many seconds (default: run until Ctrl-C or SIGTERM)",
     )
 
 
 def _add_fault_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("fault injection (rates are fractions of requests, from 0 to 1)")
-    group.add_argument("--session-latency", type=parse_latency, default=0.0, help="delay before responding to /sessions and /downloaded, in seconds, or a LO:HI range in seconds (default: 0)")
-    group.add_argument("--event-latency", type=parse_latency, default=0.0, help="delay before responding to /events, in seconds, or a LO:HI range in seconds (default: 0)")
-    group.add_argument("--error-rate", type=_fraction, default=0.0, help="fraction of requests that get 500, 502, 503 or 504 (default: 0)")
-    group.add_argument("--throttle-rate", type=_fraction, default=0.0, help="fraction of requests that get 429 with Retry-After (default: 0)")
-    group.add_argument("--retry-after", type=_non_negative_int, default=DEFAULT_RETRY_AFTER_S, help=f"Retry-After value of 429 responses, in whole seconds (default: {DEFAULT_RETRY_AFTER_S})")
-    group.add_argument("--reset-rate", type=_fraction, default=0.0, help="fraction of requests whose connection is reset before processing (default: 0)")
-    group.add_argument("--blackhole-rate", type=_fraction, default=0.0, help="fraction of requests read and never responded to (default: 0)")
-    group.add_argument("--lost-response-rate", type=_fraction, default=0.0, help="fraction of requests processed and recorded, then reset without a response (default: 0)")
-    group.add_argument("--captive-portal", action="store_true", help="respond to every request with a 200 HTML login page")
+    group.add_argument(
+        "--session-latency",
+        type=parse_latency,
+        default=0.0,
+        help="delay before responding to /sessions and /downloaded, in seconds, "
+        "or a LO:HI range in seconds (default: 0)",
+    )
+    group.add_argument(
+        "--event-latency",
+        type=parse_latency,
+        default=0.0,
+        help="delay before responding to /events, in seconds, or a LO:HI range in seconds (default: 0)",
+    )
+    group.add_argument(
+        "--error-rate",
+        type=_fraction,
+        default=0.0,
+        help="fraction of requests that get 500, 502, 503 or 504 (default: 0)",
+    )
+    group.add_argument(
+        "--throttle-rate",
+        type=_fraction,
+        default=0.0,
+        help="fraction of requests that get 429 with Retry-After (default: 0)",
+    )
+    group.add_argument(
+        "--retry-after",
+        type=_non_negative_int,
+        default=DEFAULT_RETRY_AFTER_S,
+        help=f"Retry-After value of 429 responses, in whole seconds (default: {DEFAULT_RETRY_AFTER_S})",
+    )
+    group.add_argument(
+        "--reset-rate",
+        type=_fraction,
+        default=0.0,
+        help="fraction of requests whose connection is reset before processing (default: 0)",
+    )
+    group.add_argument(
+        "--blackhole-rate",
+        type=_fraction,
+        default=0.0,
+        help="fraction of requests read and never responded to (default: 0)",
+    )
+    group.add_argument(
+        "--lost-response-rate",
+        type=_fraction,
+        default=0.0,
+        help="fraction of requests processed and recorded, then reset without a response (default: 0)",
+    )
+    group.add_argument(
+        "--captive-portal", action="store_true", help="respond to every request with a 200 HTML login page"
+    )
     group.add_argument("--seed", type=int, default=0, help="seed of the random fault decisions (default: 0)")
 
 
 def _add_expiry_options(parser: argparse.ArgumentParser) -> None:
     defaults = ExpiryPolicy()
     group = parser.add_argument_group("session expiry")
-    group.add_argument("--idle-expiry", type=_positive_float, default=defaults.idle_s, help=f"close a session after this many seconds without events (default: {defaults.idle_s:g})")
-    group.add_argument("--stalled-expiry", type=_positive_float, default=defaults.stalled_playhead_s, help=f"close a session after this many seconds without playhead movement (default: {defaults.stalled_playhead_s:g})")
-    group.add_argument("--max-age", type=_positive_float, default=defaults.max_age_s, help=f"close a session this many seconds after its creation (default: {defaults.max_age_s:g})")
+    group.add_argument(
+        "--idle-expiry",
+        type=_positive_float,
+        default=defaults.idle_s,
+        help=f"close a session after this many seconds without events (default: {defaults.idle_s:g})",
+    )
+    group.add_argument(
+        "--stalled-expiry",
+        type=_positive_float,
+        default=defaults.stalled_playhead_s,
+        help="close a session after this many seconds without playhead movement "
+        f"(default: {defaults.stalled_playhead_s:g})",
+    )
+    group.add_argument(
+        "--max-age",
+        type=_positive_float,
+        default=defaults.max_age_s,
+        help=f"close a session this many seconds after its creation (default: {defaults.max_age_s:g})",
+    )
 
 
 def parse_latency(text: str) -> Latency:
@@ -89,7 +159,9 @@ def parse_latency(text: str) -> Latency:
     except ValueError:
         pass
 
-    raise argparse.ArgumentTypeError(f"invalid latency {text!r}: use seconds >= 0, such as 2.5, or a range LO:HI with LO <= HI")
+    raise argparse.ArgumentTypeError(
+        f"invalid latency {text!r}: use seconds >= 0, such as 2.5, or a range LO:HI with LO <= HI"
+    )
 
 
 def _fraction(text: str) -> float:
@@ -160,7 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.allow_remote and not is_loopback_host(args.host):
-        parser.error(f"--host {args.host} is not a loopback address: use 127.0.0.1, ::1 or localhost, or pass --allow-remote")
+        parser.error(
+            f"--host {args.host} is not a loopback address: use 127.0.0.1, ::1 or localhost, or pass --allow-remote"
+        )
 
     try:
         faults = faults_from_args(args)
@@ -172,7 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         emulator.start()
     except OSError as error:
-        message = f"cannot listen on {args.host}:{args.port}: {error.strerror}; choose another --port (0 picks a free one)"
+        message = (
+            f"cannot listen on {args.host}:{args.port}: {error.strerror}; choose another --port (0 picks a free one)"
+        )
         print(f"durabletrack emulate: {message}", file=sys.stderr)
         return 2
     try:
@@ -200,7 +276,9 @@ def _serve_until_stopped(duration_s: float | None) -> None:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _install_sigterm_handler(stop_requested: threading.Event) -> signal.Handlers | Callable[[int, FrameType | None], object] | int | None:
+def _install_sigterm_handler(
+    stop_requested: threading.Event,
+) -> signal.Handlers | Callable[[int, FrameType | None], object] | int | None:
     # Python can install signal handlers only from the main thread.
     if threading.current_thread() is not threading.main_thread():
         return None

@@ -14,8 +14,9 @@ import logging
 import random
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import ClassVar, Sequence, Tuple, Union
+from typing import ClassVar
 
 # Path kinds that faults can apply to, named after the endpoint paths.
 SESSIONS = "sessions"
@@ -34,7 +35,7 @@ ACTIONS = (STATUS, RESET, BLACKHOLE, LOST_RESPONSE, CAPTIVE_PORTAL)
 DEFAULT_ERROR_STATUSES = (500, 502, 503, 504)
 DEFAULT_RETRY_AFTER_S = 1
 
-Latency = Union[float, Tuple[float, float]]
+Latency = float | tuple[float, float]
 
 logger = logging.getLogger(__name__)
 
@@ -146,16 +147,16 @@ class Faults:
     session_latency: Latency = 0.0
     event_latency: Latency = 0.0
     error_rate: float = 0.0
-    error_statuses: Tuple[int, ...] = DEFAULT_ERROR_STATUSES
+    error_statuses: tuple[int, ...] = DEFAULT_ERROR_STATUSES
     throttle_rate: float = 0.0
     retry_after: int = DEFAULT_RETRY_AFTER_S
     reset_rate: float = 0.0
     blackhole_rate: float = 0.0
     lost_response_rate: float = 0.0
     captive_portal: bool = False
-    script: Tuple[Answer, ...] = field(default_factory=tuple)
+    script: tuple[Answer, ...] = field(default_factory=tuple)
     seed: int = 0
-    applies_to: Tuple[str, ...] = API_KINDS
+    applies_to: tuple[str, ...] = API_KINDS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "script", tuple(self.script))

@@ -14,14 +14,24 @@ import select
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Callable, cast
+from typing import Any, cast
 
-from durabletrack.emulator.faults import API_KINDS, BLACKHOLE, CAPTIVE_PORTAL, LOST_RESPONSE, RESET, Answer, Decision, FaultDecider
+from durabletrack.emulator.faults import (
+    API_KINDS,
+    BLACKHOLE,
+    CAPTIVE_PORTAL,
+    LOST_RESPONSE,
+    RESET,
+    Answer,
+    Decision,
+    FaultDecider,
+)
 from durabletrack.emulator.processing import CORS_HEADERS, Reply, Request, json_reply, process_post, reject
 from durabletrack.emulator.records import Journal
-from durabletrack.emulator.routes import INSPECT, SCHEMAS, UNKNOWN, Route, parse_route
+from durabletrack.emulator.routes import INSPECT, UNKNOWN, Route, parse_route
 from durabletrack.emulator.schemas import known_event_types, schema_for
 from durabletrack.emulator.state import SessionTable
 
@@ -93,7 +103,8 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
 
     @property
     def context(self) -> HandlerContext:
-        return cast(HandlerContext, getattr(self.server, "context"))
+        # The server class sets ``context``; the stdlib type of self.server does not declare it.
+        return cast(HandlerContext, getattr(self.server, "context"))  # noqa: B009
 
     def _dispatch(self, method: str) -> None:
         route = parse_route(self.path)
@@ -346,4 +357,3 @@ def _override_success(reply: Reply, answer: Answer) -> None:
         del reply.headers["Location"]
     else:
         reply.headers["Location"] = answer.location
-

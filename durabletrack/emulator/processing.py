@@ -62,7 +62,14 @@ def json_reply(status: int, body: Any, headers: dict[str, str] | None = None) ->
     return Reply(status, dict(headers or {}), data, "application/json")
 
 
-def reject(journal: Journal, request: Request, status: int, reason: str, detail: dict[str, Any], headers: dict[str, str] | None = None) -> Reply:
+def reject(
+    journal: Journal,
+    request: Request,
+    status: int,
+    reason: str,
+    detail: dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> Reply:
     """Record a rejection and build its JSON reply, whose ``error`` is ``reason``."""
     body = {"error": reason, **detail}
     logger.debug("request_rejected seq=%d status=%d reason=%s path=%s", request.seq, status, reason, request.path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Rejection:
     path: str
     status: int
     reason: str
-    detail: Union[dict[str, Any], str]
+    detail: dict[str, Any] | str
 
 
 class Journal:

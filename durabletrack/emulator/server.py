@@ -8,8 +8,9 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http.server import ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 from durabletrack.emulator.faults import FaultDecider, Faults
 from durabletrack.emulator.handler import EmulatorRequestHandler, HandlerContext
@@ -112,7 +113,9 @@ class Emulator:
         allow_remote: bool = False,
     ) -> None:
         if not allow_remote and not is_loopback_host(host):
-            raise ValueError(f"host={host!r} is not a loopback address: use 127.0.0.1, ::1 or localhost, or pass allow_remote=True")
+            raise ValueError(
+                f"host={host!r} is not a loopback address: use 127.0.0.1, ::1 or localhost, or pass allow_remote=True"
+            )
         if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 1:
             raise ValueError(f"max_body_bytes={max_body_bytes!r} is invalid: use an int >= 1")
 
@@ -142,7 +145,10 @@ class Emulator:
 
         self._server = _Server(self._address, self._context)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": SERVE_POLL_S}, name="durabletrack-emulator", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": SERVE_POLL_S},
+            name="durabletrack-emulator",
+            daemon=True,
         )
         self._thread.start()
 
@@ -270,4 +276,8 @@ class Emulator:
         if name == "rejected":
             return [dataclasses.asdict(rejection) for rejection in self.rejected()]
 
-        return {"log": [list(entry) for entry in self.fault_log()], "counts": self.fault_counts(), "requestsSeen": self.requests_seen()}
+        return {
+            "log": [list(entry) for entry in self.fault_log()],
+            "counts": self.fault_counts(),
+            "requestsSeen": self.requests_seen(),
+        }

@@ -11,8 +11,9 @@ import copy
 import enum
 import secrets
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from durabletrack.eventtypes import SESSION_END
 

@@ -9,7 +9,8 @@ JSON scalars. Cross-event mistakes, such as an ad outside a break, pass.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from durabletrack.eventtypes import (
     ARRAY,
@@ -280,7 +281,9 @@ def validate_session_event(body: object) -> str:
     """Check a body sent to ``/api/v1/sessions/{sid}/events`` and return its type."""
     event_type = validate_event(body)
     if event_type == SESSION_START:
-        raise SchemaViolation("eventType", "must not be sessionStart on an events path: POST it to /api/v1/sessions", event_type)
+        raise SchemaViolation(
+            "eventType", "must not be sessionStart on an events path: POST it to /api/v1/sessions", event_type
+        )
 
     return event_type
 
@@ -323,4 +326,6 @@ def _check_batch_event(event: object, index: int) -> None:
     if index == 0 and event_type != SESSION_START:
         raise SchemaViolation("eventType", "must be sessionStart on the first event of a batch", event_type, index)
     if index > 0 and event_type == SESSION_START:
-        raise SchemaViolation("eventType", "must not be sessionStart after the first event: one array is one session", event_type, index)
+        raise SchemaViolation(
+            "eventType", "must not be sessionStart after the first event: one array is one session", event_type, index
+        )
