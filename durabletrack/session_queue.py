@@ -201,7 +201,8 @@ class SessionQueue(SQLiteAckQueue):
     def give_back_free_pages(self) -> None:
         """Return the file's free pages to the file system (needs ``auto_vacuum=INCREMENTAL``)."""
         with self.tran_lock:
-            self._writer_connection().execute("PRAGMA incremental_vacuum")
+            # Each step of the pragma frees one page: fetchall() runs them all.
+            self._writer_connection().execute("PRAGMA incremental_vacuum").fetchall()
             self._writer_connection().commit()
 
     def delete(self, row_ids: list[int]) -> None:

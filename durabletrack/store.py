@@ -77,7 +77,9 @@ class Store:
         self._reader_lock = threading.Lock()
         self.budget = QueueBudget(limits or Limits(max_events=2**62, max_bytes=2**62))
         self._shed_lock = threading.Lock()
-        self.recount_budget()
+        # Counting a large backlog reads every row, so it is left to the
+        # worker's next scan and to the first put that reaches a limit.
+        self.budget_counted = False
         self.ensure_reserve()
         _open_stores.add(self)
 
@@ -203,6 +205,7 @@ class Store:
                 events += int(row[0])
                 size += int(row[1])
         self.budget.reset(events, size)
+        self.budget_counted = True
 
     def _make_room(self, size: int) -> None:
         """Shed the oldest pings that another ping follows until an event of ``size`` fits."""
@@ -303,6 +306,9 @@ class Store:
             conn = self._reading_connection()
             conn.execute(f"DROP TABLE IF EXISTS {table_name(handle)}")
             conn.commit()
+            # Each step of the pragma frees one page: fetchall() runs them all.
+            conn.execute("PRAGMA incremental_vacuum").fetchall()
+            conn.commit()
 
     def delete_all(self) -> None:
         """Delete every queued event, session and dead letter, and compact the files.
@@ -368,6 +374,10 @@ def _probe_events_file(path: Path) -> None:
     create_private_file(path)
     conn = sqlite3.connect(path, timeout=30.0)
     try:
+        # persist-queue switches a new file to WAL before our settings run,
+        # and auto_vacuum only takes effect on a file that has no header yet.
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute("PRAGMA journal_mode=WAL").fetchone()
         conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
     finally:
         conn.close()

@@ -173,8 +173,11 @@ class DeliveryWorker:
         if self._monotonic() < self._next_scan_at or not self._scan_lock.acquire(blocking=False):
             return
         try:
+            first_scan = self._next_scan_at == 0.0
             self._next_scan_at = self._monotonic() + self._config.poll_interval
             self._store.ensure_reserve()
+            if not first_scan and not self._store.budget_counted:
+                self._store.recount_budget()
             self._save_counters()
             taking_over = not self._is_drainer
             if taking_over and not self._store.drain_lock.try_acquire():
@@ -346,13 +349,25 @@ class DeliveryWorker:
             return 0.0, True
         if verdict is Verdict.SESSION_GONE:
             if json.loads(head.text).get("eventType") == SESSION_END:
-                # The collector already closed the session: by this sessionEnd
-                # when its response was lost, or by expiry. Resuming would only
-                # open a second session to end it at once.
-                return self._on_delivered(slot, record, head)
+                return self._end_closed_session(slot, record, head, result)
             return self._session_gone(slot, record, result)
 
         return self._retry(slot, result), True
+
+    def _end_closed_session(
+        self, slot: SessionSlot, record: SessionRecord, head: QueuedEvent, result: Result
+    ) -> StepOutcome:
+        """Keep a sessionEnd that met a closed session, then close the session here too.
+
+        The collector closed the session already: by this sessionEnd when its
+        response was lost, or by expiry, when it never recorded it. Resuming
+        would only open a second session to end it at once, so the event is
+        kept as a dead letter instead, with the collector's response.
+        """
+        closed = Result(Verdict.REJECTED, result.status, "session_already_closed", result.detail)
+        self._dead_letter(slot, head, closed)
+
+        return self._close_if_done(slot, record)
 
     def _on_delivered(self, slot: SessionSlot, record: SessionRecord, head: QueuedEvent | None) -> StepOutcome:
         assert head is not None

@@ -141,7 +141,7 @@ class TestSessionEndAfterLostResponse:
     lost (or the process was killed before the ack), the worker re-sent it,
     got 410 and resumed: a new sessionStart with ``media.resume: true``, the
     re-opened context (a ``play``) and sessionEnd again. The collector then
-    holds a second, empty session for content that had already ended.
+    contains a second, empty session for content that had already ended.
     """
 
     def test_no_resume_after_end(self, tmp_path: Path) -> None:
@@ -187,10 +187,10 @@ class TestSessionEndAfterExpiry:
                 dead_letters = tracker.dead_letters()
             recorded = [event["eventType"] for record in emulator.sessions() for event in record.events]
 
-        kept = [json.loads(letter.event)["eventType"] for letter in dead_letters]
+        dead_lettered = [json.loads(letter.event)["eventType"] for letter in dead_letters]
         assert expired
         assert drained
-        assert "sessionEnd" in recorded + kept
+        assert "sessionEnd" in recorded + dead_lettered
 
 
 class TestUnendedSessionsKeepFiles:
