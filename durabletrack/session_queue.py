@@ -73,6 +73,24 @@ def pending_bytes_sql(handle: str) -> str:
     return f"SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM {table_name(handle)} WHERE status < {AckStatus.acked}"
 
 
+def sheddable_pings_sql(handle: str) -> str:
+    """Return the query for ready pings that another ping follows, oldest first.
+
+    A ping followed by a ping carries only playhead progress that the next
+    one also carries. The last ping before any other event is never
+    returned. The query takes the row limit as its one parameter and returns
+    ``(row ID, queued_at epoch seconds, size)`` rows.
+    """
+    table = table_name(handle)
+    ping = _PING_PATTERN
+    return (
+        f"SELECT a._id, a.timestamp, LENGTH(a.data) FROM {table} a"
+        f" WHERE a.status < {AckStatus.unack} AND a.data LIKE '{ping}'"
+        f" AND (SELECT b.data FROM {table} b WHERE b._id > a._id AND b.status < {AckStatus.acked}"
+        f" ORDER BY b._id LIMIT 1) LIKE '{ping}' ORDER BY a._id LIMIT ?"
+    )
+
+
 def table_name(handle: str) -> str:
     """Return the name of the SQLite table that contains the queue of ``handle``."""
     return f"ack_queue_s{handle}"
@@ -164,28 +182,6 @@ class SessionQueue(SQLiteAckQueue):
             rows = self._reader_connection().execute(sql).fetchall()
 
         return [_queued_event(row) for row in rows]
-
-    def sheddable_pings(self, limit: int) -> list[tuple[int, float, int]]:
-        """Return up to ``limit`` ready pings that another ping follows, oldest first.
-
-        A ping followed by a ping carries only playhead progress that the next
-        one also carries. The last ping before any other event is never
-        returned, and neither is an item in flight.
-
-        Returns:
-            ``(row ID, queued_at epoch seconds, size in bytes)`` tuples.
-        """
-        table = self._table_name
-        sql = (
-            f"SELECT a._id, a.timestamp, LENGTH(a.data) FROM {table} a"
-            f" WHERE a.status < {AckStatus.unack} AND a.data LIKE :ping"
-            f" AND (SELECT b.data FROM {table} b WHERE b._id > a._id AND b.status < 5 ORDER BY b._id LIMIT 1)"
-            " LIKE :ping ORDER BY a._id LIMIT :limit"
-        )
-        with self.tran_lock:
-            rows = self._reader_connection().execute(sql, {"ping": _PING_PATTERN, "limit": limit}).fetchall()
-
-        return [(row[0], row[1], row[2]) for row in rows]
 
     def ack_many(self, row_ids: list[int]) -> None:
         """Ack several rows by ID in one commit (a delivered batch)."""

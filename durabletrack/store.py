@@ -24,7 +24,14 @@ from .drain_lock import DrainLock
 from .errors import QueueFullError, StorageError
 from .quarantine import open_or_quarantine
 from .registry import OPEN_STATES, Registry, SessionState
-from .session_queue import EVENTS_FILE, SessionQueue, pending_bytes_sql, pending_summary_sql, table_name
+from .session_queue import (
+    EVENTS_FILE,
+    SessionQueue,
+    pending_bytes_sql,
+    pending_summary_sql,
+    sheddable_pings_sql,
+    table_name,
+)
 
 DIRECTORY_MODE = 0o700
 
@@ -73,6 +80,7 @@ class Store:
         self.drain_lock = DrainLock(directory)
         self._queues: OrderedDict[str, _OpenQueue] = OrderedDict()
         self._queues_lock = threading.Lock()
+        self._queue_returned = threading.Condition(self._queues_lock)
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
         self.budget = QueueBudget(limits or Limits(max_events=2**62, max_bytes=2**62))
@@ -115,6 +123,7 @@ class Store:
         finally:
             with self._queues_lock:
                 entry.users -= 1
+                self._queue_returned.notify_all()
 
     def _close_idle_queues(self) -> None:
         for handle in list(self._queues):
@@ -232,11 +241,12 @@ class Store:
     def _shed_pings(self, events_needed: int, bytes_needed: int) -> dict[str, int]:
         """Delete the oldest sheddable pings across sessions; return how many per session handle."""
         candidates: list[tuple[float, str, int, int]] = []
+        limit = max(events_needed, 1) + 100
         for record in self.registry.sessions(OPEN_STATES):
-            limit = max(events_needed, 1) + 100
-            with self.queue(record.handle) as queue:
-                for row_id, queued_at, length in queue.sheddable_pings(limit):
-                    candidates.append((queued_at, record.handle, row_id, length))
+            # Read through the store's own connection: a session closing
+            # meanwhile must not get its dropped table created again.
+            for row_id, queued_at, length in self._read_rows(sheddable_pings_sql(record.handle), limit):
+                candidates.append((queued_at, record.handle, row_id, length))
         candidates.sort()
 
         chosen: dict[str, list[int]] = {}
@@ -285,6 +295,16 @@ class Store:
 
         return self._reader
 
+    def _read_rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Run a query on the reading connection; no rows if the table is gone."""
+        with self._reader_lock:
+            try:
+                return [tuple(row) for row in self._reading_connection().execute(sql, params).fetchall()]
+            except sqlite3.OperationalError as error:
+                if "no such table" in str(error):
+                    return []
+                raise
+
     def _read_row(self, sql: str) -> tuple[Any, ...] | None:
         """Run a one-row query on the reading connection; None if the table is gone."""
         with self._reader_lock:
@@ -296,9 +316,11 @@ class Store:
                 raise
 
     def drop_queue(self, handle: str) -> None:
-        """Close a finished session's queue and drop its table."""
+        """Close a finished session's queue once no thread uses it, and drop its table."""
         with self._queues_lock:
             entry = self._queues.pop(handle, None)
+            while entry is not None and entry.users:
+                self._queue_returned.wait()
         if entry is not None:
             entry.queue.close()
 

@@ -6,10 +6,10 @@ sessionStart, which a resumed sessionStart copies):
 * An event is delivered when its marker reaches the emulator, or dead-lettered
   when it is in the dead-letter store. A marker in the ledger that is neither
   is lost.
-* A body whose (marker, ``ts``) pair arrived before is a duplicate. A resumed
-  session re-sends the open chapter, ad break, ad, states and playback state
-  with new ``ts`` values right after its sessionStart; those copies are
-  counted as replayed, not as duplicates.
+* A body whose (marker, ``ts``) pair arrived before is a duplicate. Right
+  after its sessionStart, a resumed session re-sends the open chapter, ad
+  break, ad, states and playback state with new ``ts`` values. Those copies
+  are counted as replayed, not as duplicates.
 * Markers carry the index at which ``track()`` accepted them, so the first
   arrival of each marker must come in increasing index order across all the
   server sessions of a handle.
@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from durabletrack import DeadLetter
 from durabletrack.emulator import Delivery, SessionRecord
@@ -34,6 +35,11 @@ from .ledger import Ledger
 from .workload import REOPEN_TYPES, marker_of, parse_marker
 
 LOST_RESPONSE = "lost_response"
+
+PASSED = "PASS: nothing lost, reordered or duplicated beyond the bound"
+
+# Failure examples printed under the table.
+MAX_EXAMPLES = 5
 
 
 @dataclass
@@ -53,6 +59,7 @@ class Evidence:
         session_ids: Session handle to ``Tracker.session_ids()``, read by the drainer.
         dead_letters: ``Tracker.dead_letters()`` of every data directory.
         undrained: Items still queued when the final drain gave up.
+        queued: Markers of the events still queued after the final drain.
     """
 
     scenario: str
@@ -67,6 +74,7 @@ class Evidence:
     session_ids: dict[str, list[str]]
     dead_letters: list[DeadLetter]
     undrained: int = 0
+    queued: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -83,6 +91,7 @@ class Report:
     dead_lettered: int = 0
     dead_letter_reasons: Counter[str] = field(default_factory=Counter)
     lost: list[str] = field(default_factory=list)
+    still_queued: int = 0
     duplicates: int = 0
     duplicate_starts: int = 0
     lost_responses: int = 0
@@ -90,6 +99,7 @@ class Report:
     beyond_bound: dict[str, int] = field(default_factory=dict)
     order_violations: dict[str, int] = field(default_factory=dict)
     ts_violations: dict[str, int] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
     unexplained_copies: int = 0
     unmarked: int = 0
     replayed: int = 0
@@ -112,6 +122,7 @@ class Report:
             (self.unmarked, "unmarked events outside a resume"),
             (self.registry_mismatches, "session IDs missing from the emulator or out of order"),
             (self.undrained, "items left undelivered after the final drain"),
+            (self.still_queued, "accepted events still queued (not lost, not delivered in time)"),
         ]
 
         return [f"{count} {what}" for count, what in checks if count]
@@ -153,8 +164,9 @@ def check(evidence: Evidence) -> Report:
         if state.order_violations:
             report.order_violations[start_marker] = state.order_violations
 
-    _count_dead_letters(evidence.dead_letters, report)
-    _compare_with_ledger(evidence.ledger, delivered, report)
+    dead_lettered = _count_dead_letters(evidence.dead_letters, report)
+    _compare_with_ledger(evidence.ledger, delivered, dead_lettered | evidence.queued, report)
+    report.still_queued = len(evidence.ledger.accepted & evidence.queued - delivered)
     _check_duplicate_bound(evidence, group_of_sid, duplicates_by_group, report)
     _compare_with_registry(evidence, groups, report)
 
@@ -243,20 +255,34 @@ def _classify(
 
 def _check_ts(record: SessionRecord, report: Report) -> None:
     """Count bodies of one server session whose ts is not at least 1 ms after the previous one."""
-    seen: set[tuple[str | None, int]] = set()
+    # A body sent again unchanged (same ts) is a duplicate, counted elsewhere.
+    seen: set[str] = set()
     previous: int | None = None
     violations = 0
     for body in [record.start, *record.events]:
-        pair = (marker_of(body), _ts(body))
-        if pair[0] is not None and pair in seen:
+        text = json.dumps(body, sort_keys=True)
+        if text in seen:
             continue
-        seen.add(pair)
-        if previous is not None and pair[1] <= previous:
+        seen.add(text)
+        ts = _ts(body)
+        if previous is not None and ts <= previous:
             violations += 1
-        previous = pair[1]
+            _note_example(report, f"ts {ts} after {previous} in {record.sid[:12]}: {_describe(record)}")
+        previous = ts
 
     if violations:
         report.ts_violations[record.sid] = violations
+
+
+def _note_example(report: Report, text: str) -> None:
+    if len(report.examples) < MAX_EXAMPLES:
+        report.examples.append(text)
+
+
+def _describe(record: SessionRecord) -> str:
+    """Return the event types, markers and ts of a session's bodies, for a failure example."""
+    bodies = [record.start, *record.events]
+    return " ".join(f"{body.get('eventType')}/{marker_of(body)}/{_ts(body)}" for body in bodies[:40])
 
 
 def _ts(body: dict[str, Any]) -> int:
@@ -271,16 +297,15 @@ def _count_dead_letters(dead_letters: list[DeadLetter], report: Report) -> set[s
             markers.add(marker)
         report.dead_letter_reasons[f"{letter.status} {letter.reason}"] += 1
     report.dead_lettered = len(dead_letters)
-    report._dead_letter_markers = markers  # type: ignore[attr-defined]
 
     return markers
 
 
-def _compare_with_ledger(ledger: Ledger, delivered: set[str], report: Report) -> None:
-    dead = getattr(report, "_dead_letter_markers", set())
+def _compare_with_ledger(ledger: Ledger, delivered: set[str], retained: set[str], report: Report) -> None:
+    """Count the ledger's markers that are neither delivered nor ``retained`` (dead letters, still queued) as lost."""
     report.delivered = len(delivered)
     report.maybe = len(delivered - ledger.accepted)
-    report.lost = sorted(ledger.accepted - delivered - dead)
+    report.lost = sorted(ledger.accepted - delivered - retained)
 
 
 def _check_duplicate_bound(
@@ -335,6 +360,7 @@ def render(report: Report) -> str:
         ("delivered (distinct markers at the emulator)", report.delivered),
         ("  of them returned but not in the ledger (killed before the line)", report.maybe),
         ("dead-lettered", f"{report.dead_lettered} {_reasons(report.dead_letter_reasons)}"),
+        ("still queued when the final drain timed out", report.still_queued),
         ("lost", len(report.lost)),
         ("duplicate events", report.duplicates),
         ("duplicate sessionStarts (orphan server sessions)", report.duplicate_starts),
@@ -346,7 +372,10 @@ def render(report: Report) -> str:
         ("handles with duplicates beyond one per fault", len(report.beyond_bound)),
         ("order violations (handles / events)", _pair(report.order_violations)),
         ("ts violations (server sessions / bodies)", _pair(report.ts_violations)),
-        ("server sessions / resumed / orphan", f"{report.server_sessions} / {report.resumed_sessions} / {report.orphan_sessions}"),
+        (
+            "server sessions / resumed / orphan",
+            f"{report.server_sessions} / {report.resumed_sessions} / {report.orphan_sessions}",
+        ),
         ("events re-sent to reopen a resumed session", report.replayed),
         ("faults injected by the emulator", _reasons(Counter(report.faults)) or "none"),
         ("library errors logged", _reasons(Counter(report.library_errors)) or "none"),
@@ -356,9 +385,11 @@ def render(report: Report) -> str:
     lines += [f"| {name} | {value} |" for name, value in rows]
 
     failures = report.failures()
-    verdict = "FAIL: " + "; ".join(failures) if failures else "PASS: nothing lost, reordered or duplicated beyond the bound"
+    verdict = "FAIL: " + "; ".join(failures) if failures else PASSED
     if report.lost:
         verdict += "\nfirst lost markers: " + " ".join(report.lost[:10])
+    for example in report.examples:
+        verdict += "\nexample: " + example
 
     return "\n".join(lines) + "\n\n" + verdict
 

@@ -3,8 +3,8 @@
 Run as ``python tools/torture.py child '<json settings>'``. The child tracks
 its sessions (its Tracker delivers meanwhile), writes ``D`` to its ledger and
 then only delivers until ``flush()`` returns. The kill-producer scenario kills
-it at a random time after it was started; the kill-worker scenario waits for
-``D``, so that the kill lands while the worker is delivering.
+it at a random time after it was started. The kill-worker scenario waits for
+``D`` first, so that the kill lands while the worker is delivering.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from durabletrack import RetryPolicy, Tracker
 from .ledger import LedgerWriter, OutcomeLogger
 from .player import Player
 
+
 @dataclass(frozen=True)
 class ChildSettings:
-    """What one child does. Times are in seconds.
+    """Settings of one child process. Times are in seconds.
 
     Attributes:
         endpoint: Emulator URL (loopback).
@@ -31,7 +32,7 @@ class ChildSettings:
         cycle: Child number within the run.
         seed: Seed of the child's random source.
         max_events: Calls to make before flushing.
-        flush_timeout: Longest final ``flush()``.
+        flush_timeout: Maximum time of the final ``flush()``.
         request_timeout, base_delay, max_delay, retry_after_cap: Tracker and
             RetryPolicy settings.
         poll_interval: Tracker ``poll_interval``; short, so a new child takes

@@ -11,7 +11,7 @@ Line formats (space separated, newline terminated):
 
 ``S <handle> <marker>``   ``start_session()`` returned ``handle``
 ``E <marker>``            ``track()`` returned
-``U <handle> <reason>``   a request of ``handle`` ended without an answer
+``U <handle> <reason>``   a request of ``handle`` ended without a response
                           (timeout), so the collector may have processed it
 ``X <event>``             the library logged an error other than a dead letter
 ``D``                     the child finished tracking and only delivers now
@@ -21,6 +21,7 @@ Line formats (space separated, newline terminated):
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,12 +69,12 @@ class LedgerWriter:
 
 @dataclass
 class Ledger:
-    """What the ledgers of a run recorded.
+    """The merged contents of the ledgers of a run.
 
     Attributes:
         handles: Start marker to session handle, for every logged sessionStart.
         accepted: Markers whose ``start_session()`` or ``track()`` returned.
-        unknown_outcomes: Requests without an answer, per session handle.
+        unknown_outcomes: Requests without a response, per session handle.
         library_errors: Error events the library logged, by event name.
         flushes: Final ``flush()`` results: how many children got to it.
     """
@@ -142,8 +143,12 @@ class OutcomeLogger:
         pass
 
     def error(self, event: str, **values: Any) -> None:
-        if event not in DEAD_LETTER_EVENTS:
-            self._ledger.library_error(event)
+        if event in DEAD_LETTER_EVENTS:
+            return
+
+        self._ledger.library_error(event)
+        # The ledger keeps the event name; the details go to the child's stderr file.
+        print(f"library error: {event} {values.get('error', '')}", file=sys.stderr, flush=True)
 
     def exception(self, event: str, **values: Any) -> None:
         pass

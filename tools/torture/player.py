@@ -10,6 +10,10 @@ from durabletrack import Tracker
 from .ledger import LedgerWriter
 from .workload import SESSION_START, Step, make_marker, plan_session, with_marker
 
+# Bounds of the number of events in one planned session.
+MIN_SESSION_EVENTS = 5
+MAX_SESSION_EVENTS = 80
+
 
 class Player:
     """Tracks sessions through one Tracker, marking every event.
@@ -20,7 +24,7 @@ class Player:
         run: Run name, the first part of every marker.
         cycle: Number of this child process (or player thread) within the run.
         rng: Random source for session plans and pacing.
-        pace_s: Longest pause between two calls, in seconds; 0 tracks at full speed.
+        pace_s: Maximum pause between two calls, in seconds. 0 tracks at full speed.
         stop: Set to end the session being played after the current call.
     """
 
@@ -48,8 +52,8 @@ class Player:
     def play(self, max_events: int) -> None:
         """Track sessions until about ``max_events`` calls returned or ``stop`` is set."""
         while self.tracked < max_events and not self._stop.is_set():
-            remaining = max_events - self.tracked
-            self.play_session(plan_session(self._rng, max(remaining, 2)))
+            length = min(max_events - self.tracked, self._rng.randint(MIN_SESSION_EVENTS, MAX_SESSION_EVENTS))
+            self.play_session(plan_session(self._rng, max(length, 2)))
 
     def play_session(self, steps: list[Step]) -> None:
         """Start one session and track its steps; the first step must be sessionStart."""

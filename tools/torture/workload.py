@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from durabletrack.trace import TraceEvent, bundled_trace_names, load_bundled_trace
 
