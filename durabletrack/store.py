@@ -341,6 +341,8 @@ class Store:
         with self._queues_lock:
             entries = list(self._queues.values())
             self._queues.clear()
+            while any(entry.users for entry in entries):
+                self._queue_returned.wait()
         for entry in entries:
             entry.queue.close()
 
@@ -366,6 +368,10 @@ class Store:
                 self._reader.close()
                 self._reader = None
         self.registry.close()
+        self.release_drain_lock()
+
+    def release_drain_lock(self) -> None:
+        """Let another process, or another Tracker here, deliver this directory."""
         if self.drain_lock.is_held:
             self._log.info("drain_lock_released", path=str(self.directory))
         self.drain_lock.release()

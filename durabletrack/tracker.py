@@ -348,14 +348,21 @@ class Tracker:
             return
 
         stopped = self._worker.stop(timeout)
-        if not stopped:
-            self._log.warning("close_timed_out", timeout_s=timeout)
         try:
             self._store.registry.add_to_counters(self._counters.take_unsaved())
         except Exception as error:
             self._log.warning("counters_not_saved", error=repr(error))
-        self._store.close()
-        self._client.close()
+        if stopped:
+            self._store.close()
+            self._client.close()
+            return
+
+        # A sender thread still waits on a request. Closing a SQLite connection
+        # that a thread may use at that moment can crash the process, so the
+        # connections stay open until exit; only the drain lock is handed on.
+        # The thread's event is acked late or sent again by the next drainer.
+        self._log.warning("close_timed_out", timeout_s=timeout)
+        self._store.release_drain_lock()
 
 
 class Session:

@@ -13,6 +13,7 @@ the file system is writable again).
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -87,12 +88,16 @@ def read_only(mount_dir: Path) -> dict:
     _mount(mount_dir, "size=8m,mode=0700")
     data_dir = mount_dir / "data"
     report: dict = {}
-    with Emulator(faults=Faults(blackhole_rate=1.0)) as down:
-        tracker = make_tracker(down.url, data_dir, request_timeout=1.0)
-        session = tracker.start_session(session_params())
-        for index in range(20):
-            session.track("ping", float(index))
-        tracker.close(timeout=0.5)
+    # Nothing listens on the port, so every attempt fails at once and the
+    # sender threads end within close(): no file stays open for the remount.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    tracker = make_tracker(f"http://127.0.0.1:{closed_port}", data_dir, request_timeout=1.0)
+    session = tracker.start_session(session_params())
+    for index in range(20):
+        session.track("ping", float(index))
+    tracker.close(timeout=3.0)
     _remount(mount_dir, "ro")
 
     with Emulator() as emulator:
