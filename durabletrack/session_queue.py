@@ -197,9 +197,9 @@ class SessionQueue(SQLiteAckQueue):
     def give_back_free_pages(self) -> None:
         """Return the file's free pages to the file system (needs ``auto_vacuum=INCREMENTAL``)."""
         with self.tran_lock:
-            # Each step of the pragma frees one page: fetchall() runs them all.
-            self._writer_connection().execute("PRAGMA incremental_vacuum").fetchall()
-            self._writer_connection().commit()
+            # execute() would step the pragma once and free a single page;
+            # executescript() runs it to the end.
+            self._writer_connection().executescript("PRAGMA incremental_vacuum;")
 
     def delete(self, row_ids: list[int]) -> None:
         """Delete rows by ID in one commit (used for shed pings)."""
