@@ -51,8 +51,8 @@ def age_seconds(
 
     Within one boot the age comes from time since boot, so a wall clock that
     jumps forwards cannot make a fresh event look old. Across boots only the
-    wall clock is left; a stamp from a clock that was obviously wrong, or
-    that lies in the future, counts as age 0 rather than a guess.
+    wall clock is left. A stamp from a clock that was obviously wrong, or
+    that lies in the future, counts as age 0 rather than as a guess.
     """
     now_boot = now_boot or boot_time()
     if boot is not None and boot.boot_id and boot.boot_id == now_boot.boot_id:

@@ -58,7 +58,7 @@ class TrackerConfig:
         data_dir: Directory of the local store. Created with mode 0700.
         durability: :class:`Durability` of each committed event.
         request_timeout: Connect and read timeout of one request. A slow
-            session holds a sender thread for at most this long per attempt.
+            session occupies a sender thread for at most this long per attempt.
         retry: :class:`~durabletrack.retry.RetryPolicy` between attempts.
         allow_insecure_http: Allow ``http://`` to a non-loopback host.
         ca_bundle: Path of a CA bundle to verify TLS with, or None for the

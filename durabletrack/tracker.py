@@ -359,8 +359,9 @@ class Tracker:
 
         # A sender thread still waits on a request. Closing a SQLite connection
         # that a thread may use at that moment can crash the process, so the
-        # connections stay open until exit; only the drain lock is handed on.
-        # The thread's event is acked late or sent again by the next drainer.
+        # connections stay open until exit and only the drain lock is handed
+        # on. The thread's event is then acked late or sent again by the next
+        # drainer.
         self._log.warning("close_timed_out", timeout_s=timeout)
         self._store.release_drain_lock()
 
