@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 import socket
 import threading
@@ -12,6 +11,7 @@ from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from typing import Any
 
+from durabletrack.config import is_loopback_host
 from durabletrack.emulator.faults import FaultDecider, Faults
 from durabletrack.emulator.handler import EmulatorRequestHandler, HandlerContext
 from durabletrack.emulator.records import Delivery, Journal, Rejection
@@ -28,17 +28,6 @@ WAIT_POLL_S = 0.05
 
 # How often serve_forever() checks for shutdown(); this bounds stop() latency.
 SERVE_POLL_S = 0.05
-
-
-def is_loopback_host(host: str) -> bool:
-    """Return True for ``localhost`` and loopback IP addresses such as 127.0.0.1 and ::1."""
-    if host.lower() == "localhost":
-        return True
-
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class _Server(ThreadingHTTPServer):
