@@ -7,7 +7,6 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,11 +247,6 @@ class Registry:
                 (json.dumps(replay), time.time(), handle),
             )
 
-    def delete_session(self, handle: str) -> None:
-        """Remove a session's record (its dead letters stay)."""
-        with self._lock:
-            self._conn.execute("DELETE FROM sessions WHERE handle = ?", (handle,))
-
     def add_dead_letter(
         self, handle: str, queue_id: int, event: str, status: int | None, reason: str, response: str
     ) -> None:
@@ -331,13 +325,6 @@ class Registry:
             self._conn.execute("DELETE FROM dead_letters")
             self._conn.execute("VACUUM")
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    def iter_handles(self) -> Iterator[str]:
-        """Yield every handle in the registry, whatever its state."""
-        with self._lock:
-            rows = self._conn.execute("SELECT handle FROM sessions").fetchall()
-        for (handle,) in rows:
-            yield handle
 
 
 _RECORD_COLUMNS = (

@@ -113,11 +113,6 @@ class Schedule:
             if delay > 0 or self._count_runnable(self._monotonic()) > 1:
                 self._cond.notify()
 
-    def handles(self) -> list[str]:
-        """Return the known handles."""
-        with self._cond:
-            return list(self._slots)
-
     def next_retry_in(self, handle: str) -> float | None:
         """Return seconds until ``handle`` may be tried again, or None if it may now."""
         with self._cond:

@@ -167,16 +167,11 @@ class SessionQueue(SQLiteAckQueue):
         # head, which stays first in line after a crash either way.
         return _queued_event(row) if row is not None else None
 
-    def pending_count(self) -> int:
-        """Return the items not yet acked: ready and in flight."""
-        sql = f"SELECT COUNT(*) FROM {self._table_name} WHERE status < 5"
-        with self.tran_lock:
-            return int(self._reader_connection().execute(sql).fetchone()[0])
-
     def pending_items(self) -> list[QueuedEvent]:
         """Return every item not yet acked, oldest first."""
         sql = (
-            f"SELECT _id, data, timestamp, boot_id, boot_seconds FROM {self._table_name} WHERE status < 5 ORDER BY _id"
+            f"SELECT _id, data, timestamp, boot_id, boot_seconds FROM {self._table_name}"
+            f" WHERE status < {AckStatus.acked} ORDER BY _id"
         )
         with self.tran_lock:
             rows = self._reader_connection().execute(sql).fetchall()

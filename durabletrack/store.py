@@ -391,11 +391,6 @@ class Store:
             self._log.warning("data_dir_permissions_wide", path=str(self.directory), mode=oct(mode), expected="0o700")
 
 
-def is_closed_state(state: SessionState) -> bool:
-    """Return True for states in which a session has nothing left to deliver."""
-    return state in (SessionState.CLOSED, SessionState.REJECTED)
-
-
 def _probe_events_file(path: Path) -> None:
     """Open the events database once, raising if it is not a usable SQLite file."""
     if path.is_dir():
